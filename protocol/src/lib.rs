@@ -1,0 +1,31 @@
+//! tern-protocol: the data model and the binary protocol of tern. No I/O.
+//!
+//! * `value`, `number`, `schema`: DynamoDB's data model and the one item encoding.
+//! * `frame`: the 32-byte header and sans-I/O frame parsing.
+//! * `messages`: request and response bodies (rkyv archives, validated once, read in place).
+//! * `error`: DynamoDB error names ([`ErrorCode`]) and the user-facing [`ApiError`].
+//! * `limits`: every bound, in one place.
+#![forbid(unsafe_code)]
+
+pub mod error;
+pub mod frame;
+pub mod limits;
+pub mod messages;
+pub mod number;
+pub mod schema;
+pub mod value;
+
+pub use error::{ApiError, ErrorCode};
+pub use number::Number;
+pub use schema::{KeyAttr, KeySchema, ScalarType};
+pub use value::{Attr, Item, Value};
+
+/// Errors of the protocol crate's decoding layer.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProtocolError {
+    #[error("invalid archive: {0}")]
+    InvalidArchive(String),
+    #[error(transparent)]
+    Frame(#[from] frame::FrameError),
+}

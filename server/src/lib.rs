@@ -1,0 +1,2 @@
+//! tern-server: the thread-per-core tern server (`ternd`).
+pub mod service;
