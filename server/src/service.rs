@@ -117,10 +117,16 @@ impl ConnCtx {
 }
 
 /// Per-core: which connections have deferred replies, and the transport task to wake.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Wakeup {
     dirty: RefCell<Vec<Rc<ConnCtx>>>,
     waker: Cell<Option<Waker>>,
+}
+
+impl std::fmt::Debug for Wakeup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Wakeup").field("dirty", &self.dirty.borrow().len()).finish()
+    }
 }
 
 impl Wakeup {
