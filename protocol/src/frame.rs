@@ -139,7 +139,9 @@ impl Header {
 
     /// Decodes and checks a header (everything but the body CRC).
     pub fn read(bytes: &[u8; HEADER_LEN]) -> Result<Header, FrameError> {
-        let u32_at = |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+        let u32_at = |at: usize| {
+            u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+        };
         let magic = u32_at(0);
         if magic != MAGIC {
             return Err(FrameError::BadMagic(magic));
@@ -228,7 +230,10 @@ pub fn write_frame(
     body_parts: &[&[u8]],
 ) {
     let body_len: usize = body_parts.iter().map(|p| p.len()).sum();
-    assert!(body_len <= FRAME_BODY_MAX_BYTES, "frame body {body_len} over the maximum");
+    assert!(
+        body_len <= FRAME_BODY_MAX_BYTES,
+        "frame body {body_len} over the maximum"
+    );
     let mut crc = crc32fast::Hasher::new();
     for part in body_parts {
         crc.update(part);
@@ -264,7 +269,10 @@ mod tests {
     fn round_trip_and_partial_input() {
         let bytes = frame_bytes(b"hello body");
         for cut in 0..bytes.len() {
-            assert!(parse_frame(&bytes[..cut]).unwrap().is_none(), "cut at {cut}");
+            assert!(
+                parse_frame(&bytes[..cut]).unwrap().is_none(),
+                "cut at {cut}"
+            );
         }
         let (frame, used) = parse_frame(&bytes).unwrap().unwrap();
         assert_eq!(used, bytes.len());
@@ -296,10 +304,16 @@ mod tests {
         assert_eq!(parse_frame(&bad).unwrap_err(), FrameError::BadVersion(9));
         let mut bad = good.clone();
         bad[5] = 200;
-        assert_eq!(parse_frame(&bad).unwrap_err(), FrameError::UnknownOpcode(200));
+        assert_eq!(
+            parse_frame(&bad).unwrap_err(),
+            FrameError::UnknownOpcode(200)
+        );
         let mut bad = good.clone();
         bad[7] = 0x80;
-        assert!(matches!(parse_frame(&bad), Err(FrameError::UnknownFlags(_))));
+        assert!(matches!(
+            parse_frame(&bad),
+            Err(FrameError::UnknownFlags(_))
+        ));
         let mut bad = good.clone();
         bad[28] = 1;
         assert_eq!(parse_frame(&bad).unwrap_err(), FrameError::Reserved(1));
@@ -314,10 +328,16 @@ mod tests {
         let mut bytes = frame_bytes(b"");
         let huge = (FRAME_BODY_MAX_BYTES as u32) + 1;
         bytes[16..20].copy_from_slice(&huge.to_le_bytes());
-        assert_eq!(parse_frame(&bytes[..HEADER_LEN]).unwrap_err(), FrameError::TooLarge(huge));
+        assert_eq!(
+            parse_frame(&bytes[..HEADER_LEN]).unwrap_err(),
+            FrameError::TooLarge(huge)
+        );
         let exact = FRAME_BODY_MAX_BYTES as u32;
         bytes[16..20].copy_from_slice(&exact.to_le_bytes());
         assert!(parse_frame(&bytes).unwrap().is_none());
-        assert_eq!(frame_len(&bytes).unwrap(), Some(HEADER_LEN + FRAME_BODY_MAX_BYTES));
+        assert_eq!(
+            frame_len(&bytes).unwrap(),
+            Some(HEADER_LEN + FRAME_BODY_MAX_BYTES)
+        );
     }
 }

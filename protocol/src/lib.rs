@@ -1,6 +1,9 @@
 //! tern-protocol: the data model and the binary protocol of tern. No I/O.
 //!
 //! * `value`, `number`, `schema`: DynamoDB's data model and the one item encoding.
+//! * `validate`: DynamoDB's rules (sizes, limits, key presence) checked on an archived item.
+//! * `keys`: the routing hash, index key encoding and Query sort-key ranges.
+//! * `json`: the DynamoDB JSON codec.
 //! * `frame`: the 32-byte header and sans-I/O frame parsing.
 //! * `messages`: request and response bodies (rkyv archives, validated once, read in place).
 //! * `error`: DynamoDB error names ([`ErrorCode`]) and the user-facing [`ApiError`].
@@ -9,10 +12,13 @@
 
 pub mod error;
 pub mod frame;
+pub mod json;
+pub mod keys;
 pub mod limits;
 pub mod messages;
 pub mod number;
 pub mod schema;
+pub mod validate;
 pub mod value;
 
 pub use error::{ApiError, ErrorCode};

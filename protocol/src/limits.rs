@@ -10,6 +10,11 @@ pub const PARTITION_KEY_MAX_BYTES: usize = 2048;
 pub const SORT_KEY_MAX_BYTES: usize = 1024;
 /// Deepest nesting of M and L values.
 pub const NESTING_DEPTH_MAX: usize = 32;
+/// (tern) Most nested pointers the archive validator follows. An item at the nesting
+/// limit needs one per M/L level plus a few (the root's attribute vector, an out-of-line
+/// string or binary at the deepest level); anything deeper is rejected before it can
+/// exhaust the stack.
+pub const ARCHIVE_DEPTH_MAX: usize = NESTING_DEPTH_MAX + 8;
 /// Most significant digits of an N value.
 pub const NUMBER_DIGITS_MAX: usize = 38;
 /// Smallest positive magnitude of an N value is 1E-130.

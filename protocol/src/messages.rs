@@ -17,6 +17,7 @@ use rkyv::{
     rancor::Error as RkyvError,
 };
 
+use crate::limits::ARCHIVE_DEPTH_MAX;
 use crate::{ProtocolError, schema::KeySchema, value::Value};
 
 /// Encodes a body as an rkyv archive.
@@ -36,22 +37,38 @@ where
         .into_vec()
 }
 
-/// Validates an archived body and returns a view into it.
+/// Validates an archive (bytecheck, once) and returns a view into it.
+///
+/// rkyv's validator recurses once per pointer it follows, so an archive nested deeply
+/// enough (a list of a list of ... well under the frame size limit) would overflow the
+/// stack and abort the whole process. The validator is therefore bounded to
+/// [`ARCHIVE_DEPTH_MAX`] nested pointers: more than any valid item needs, far less than
+/// a stack can take. Every body and every item goes through here.
 pub fn access<T>(bytes: &[u8]) -> Result<&T, ProtocolError>
 where
     T: rkyv::Portable + for<'a> CheckBytes<HighValidator<'a, RkyvError>>,
 {
-    rkyv::access::<T, RkyvError>(bytes).map_err(|e| ProtocolError::InvalidArchive(e.to_string()))
+    let mut validator = rkyv::validation::Validator::new(
+        rkyv::validation::archive::ArchiveValidator::with_max_depth(
+            bytes,
+            std::num::NonZeroUsize::new(ARCHIVE_DEPTH_MAX),
+        ),
+        rkyv::validation::shared::SharedValidator::new(),
+    );
+    rkyv::api::access_with_context::<T, _, RkyvError>(bytes, &mut validator)
+        .map_err(|e| ProtocolError::InvalidArchive(e.to_string()))
 }
 
-/// Decodes an archived body into owned values (client side).
+/// Decodes an archived body into owned values (client side, DDL), after [`access`].
 pub fn decode<T>(bytes: &[u8]) -> Result<T, ProtocolError>
 where
     T: Archive,
     T::Archived: for<'a> CheckBytes<HighValidator<'a, RkyvError>>
         + rkyv::Deserialize<T, rkyv::api::high::HighDeserializer<RkyvError>>,
 {
-    rkyv::from_bytes::<T, RkyvError>(bytes).map_err(|e| ProtocolError::InvalidArchive(e.to_string()))
+    let archived = access::<T::Archived>(bytes)?;
+    rkyv::deserialize::<T, RkyvError>(archived)
+        .map_err(|e| ProtocolError::InvalidArchive(e.to_string()))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -321,7 +338,10 @@ mod tests {
         let q = QueryRequest {
             table: "t".into(),
             partition_key: Value::N(Number::parse("12").unwrap()),
-            sort_key: Some(SortKeyCondition::Between(Value::S("a".into()), Value::S("b".into()))),
+            sort_key: Some(SortKeyCondition::Between(
+                Value::S("a".into()),
+                Value::S("b".into()),
+            )),
             scan_forward: false,
             limit: Some(5),
             exclusive_start_key: None,
@@ -332,8 +352,14 @@ mod tests {
         let c = CreateTableRequest {
             name: "tab".into(),
             key_schema: KeySchema {
-                partition: KeyAttr { name: "pk".into(), ty: ScalarType::S },
-                sort: Some(KeyAttr { name: "sk".into(), ty: ScalarType::N }),
+                partition: KeyAttr {
+                    name: "pk".into(),
+                    ty: ScalarType::S,
+                },
+                sort: Some(KeyAttr {
+                    name: "sk".into(),
+                    ty: ScalarType::N,
+                }),
             },
         };
         assert_eq!(decode::<CreateTableRequest>(&encode(&c)).unwrap(), c);

@@ -9,7 +9,7 @@
 //! Invariants of an encoded item (checked by `validate`):
 //! * attributes are sorted by name (bytewise) and names are unique;
 //! * numbers are in canonical text form (see `number`);
-//! * set members are sorted (bytewise for SS/BS, canonical text for NS) and unique;
+//! * set members are sorted (bytewise for SS/BS, numerically for NS) and unique;
 //! * DynamoDB's limits hold (size, nesting depth, key sizes).
 
 use rkyv::{Archive, Deserialize, Serialize};
@@ -131,9 +131,7 @@ impl Item {
     /// Decodes an encoded item into owned values (client side, tests; never on the
     /// server's read path).
     pub fn decode(bytes: &[u8]) -> Result<Item, crate::ProtocolError> {
-        let archived = access_item(bytes)?;
-        rkyv::deserialize::<Item, rkyv::rancor::Error>(archived)
-            .map_err(|e| crate::ProtocolError::InvalidArchive(e.to_string()))
+        crate::messages::decode::<Item>(bytes)
     }
 }
 
@@ -149,7 +147,75 @@ impl ArchivedItem {
 
 /// Validates the rkyv structure of an encoded item (bounds, pointers, UTF-8, enum tags)
 /// and returns a view into it. DynamoDB rules are checked separately by `validate`.
+/// Depth-bounded, like every archive access (see `messages::access`).
 pub fn access_item(bytes: &[u8]) -> Result<&ArchivedItem, crate::ProtocolError> {
-    rkyv::access::<ArchivedItem, rkyv::rancor::Error>(bytes)
-        .map_err(|e| crate::ProtocolError::InvalidArchive(e.to_string()))
+    crate::messages::access::<ArchivedItem>(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limits::NESTING_DEPTH_MAX;
+
+    /// Hand-builds an item `{"a": L[L[...L[NULL]...]]}` nested `depth` lists deep,
+    /// without recursion (rkyv's own serializer would recurse).
+    fn nested_list_archive(depth: usize) -> Vec<u8> {
+        const VALUE: usize = 9; // tag + 8 bytes (unaligned)
+        let mut b = Vec::with_capacity((depth + 1) * VALUE + 32);
+        b.push(4); // NULL
+        b.extend_from_slice(&[0; 8]);
+        for i in 1..=depth {
+            // L(vec of 1 element at the previous value): tag 6, i32 rel offset, u32 len.
+            let here = i * VALUE;
+            let target = (i - 1) * VALUE;
+            b.push(6);
+            b.extend_from_slice(&((target as i64 - (here as i64 + 1)) as i32).to_le_bytes());
+            b.extend_from_slice(&1u32.to_le_bytes());
+        }
+        let top = depth * VALUE;
+        // Attr { name: "a" inline, value: copy of the top value re-pointed }.
+        let attr = b.len();
+        b.push(b'a');
+        b.extend_from_slice(&[0xff; 7]);
+        if depth == 0 {
+            b.push(4);
+            b.extend_from_slice(&[0; 8]);
+        } else {
+            let field = attr + 8 + 1;
+            b.push(6);
+            b.extend_from_slice(&(((top - VALUE) as i64 - field as i64) as i32).to_le_bytes());
+            b.extend_from_slice(&1u32.to_le_bytes());
+        }
+        // Item root: attrs vec -> attr, len 1.
+        let root = b.len();
+        b.extend_from_slice(&((attr as i64 - root as i64) as i32).to_le_bytes());
+        b.extend_from_slice(&1u32.to_le_bytes());
+        b
+    }
+
+    #[test]
+    fn hand_built_archive_matches_the_encoder() {
+        let item =
+            Item::from_attrs([("a".to_owned(), Value::L(vec![Value::L(vec![Value::Null])]))]);
+        let decoded = Item::decode(&nested_list_archive(2)).unwrap();
+        assert_eq!(decoded, item);
+    }
+
+    #[test]
+    fn nesting_at_the_limit_is_accessible() {
+        let archive = nested_list_archive(NESTING_DEPTH_MAX);
+        assert!(access_item(&archive).is_ok());
+    }
+
+    #[test]
+    fn absurd_nesting_is_an_error_not_a_stack_overflow() {
+        for depth in [NESTING_DEPTH_MAX + 20, 1_000, 200_000] {
+            let archive = nested_list_archive(depth);
+            let err = access_item(&archive).err().expect("rejected");
+            assert!(
+                matches!(err, crate::ProtocolError::InvalidArchive(_)),
+                "{err:?}"
+            );
+        }
+    }
 }
