@@ -1,2 +1,19 @@
 //! tern-server: the thread-per-core tern server (`ternd`).
+//!
+//! * `node`: starts one pinned glommio executor per shard and stops them.
+//! * `net`: client sockets — a per-shard io_uring ring (default) or glommio's sockets.
+//! * `service`: the seam between transports and the core behind them.
+//! * `core`: decode, route by partition, execute or forward; DDL, Scan and batch
+//!   coordination.
+//! * `mesh`: cross-core calls over glommio's channel mesh.
+//! * `shard`: a shard's tables. `topology`: shards, ports, partition map.
+//! * `reply`: building reply frames.
+
+pub mod core;
+pub mod mesh;
+pub mod net;
+pub mod node;
+pub mod reply;
 pub mod service;
+pub mod shard;
+pub mod topology;

@@ -1,0 +1,215 @@
+//! The `tern` CLI against a real node: JSON in, one JSON document out, errors on stderr,
+//! non-zero exit codes.
+
+use std::process::Command;
+
+use serde_json::{Value as Json, json};
+use tern_server::net::NetMode;
+use tern_server::node::{Node, NodeConfig};
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn json(&self) -> Json {
+        assert_eq!(self.code, 0, "stderr: {}", self.stderr);
+        serde_json::from_str(self.stdout.trim())
+            .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}): {}", self.stdout))
+    }
+}
+
+fn tern(endpoint: &str, args: &[&str]) -> Run {
+    let out = Command::new(env!("CARGO_BIN_EXE_tern"))
+        .arg("--endpoint")
+        .arg(endpoint)
+        .args(args)
+        .output()
+        .expect("run tern");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8(out.stdout).unwrap(),
+        stderr: String::from_utf8(out.stderr).unwrap(),
+    }
+}
+
+fn start_node() -> Node {
+    Node::start(&NodeConfig {
+        host: "127.0.0.1".parse().unwrap(),
+        port: 0,
+        shards: 2,
+        first_cpu: None,
+        net: NetMode::Uring,
+        io_memory_bytes: 512 * 1024,
+        node_id: "cli-test".into(),
+    })
+    .expect("start node")
+}
+
+#[test]
+fn cli_tour() {
+    let node = start_node();
+    let ep = format!("127.0.0.1:{}", node.topology.shared_port);
+    let ep = ep.as_str();
+
+    let created = tern(
+        ep,
+        &[
+            "create-table",
+            "music",
+            "--pk",
+            "artist:S",
+            "--sk",
+            "year:N",
+        ],
+    )
+    .json();
+    assert_eq!(created["TableDescription"]["TableName"], "music");
+    assert_eq!(created["TableDescription"]["TableStatus"], "CREATING");
+    assert_eq!(
+        created["TableDescription"]["KeySchema"][1],
+        json!({"AttributeName": "year", "KeyType": "RANGE"})
+    );
+
+    for (artist, year, title) in [
+        ("abba", "1974", "Waterloo"),
+        ("abba", "1976", "Arrival"),
+        ("abba", "1979", "Voulez-Vous"),
+        ("queen", "1975", "Opera"),
+    ] {
+        let item = format!(
+            r#"{{"artist":{{"S":"{artist}"}},"year":{{"N":"{year}"}},"title":{{"S":"{title}"}}}}"#
+        );
+        assert_eq!(tern(ep, &["put", "music", &item]).json(), json!({}));
+    }
+    let got = tern(
+        ep,
+        &[
+            "get",
+            "music",
+            r#"{"artist":{"S":"abba"},"year":{"N":"1976.0"}}"#,
+        ],
+    )
+    .json();
+    assert_eq!(
+        got["Item"]["title"],
+        json!({"S": "Arrival"}),
+        "1976.0 and 1976 are the same key"
+    );
+    assert_eq!(
+        got["Item"]["year"],
+        json!({"N": "1976"}),
+        "numbers come back canonical"
+    );
+    assert_eq!(
+        tern(
+            ep,
+            &[
+                "get",
+                "music",
+                r#"{"artist":{"S":"nobody"},"year":{"N":"1"}}"#
+            ]
+        )
+        .json(),
+        json!({})
+    );
+
+    let q = tern(
+        ep,
+        &[
+            "query",
+            "music",
+            "--pk",
+            r#"{"S":"abba"}"#,
+            "--sk-ge",
+            r#"{"N":"1975"}"#,
+            "--reverse",
+        ],
+    )
+    .json();
+    assert_eq!(q["Count"], 2);
+    assert_eq!(q["Items"][0]["title"], json!({"S": "Voulez-Vous"}));
+    let q = tern(
+        ep,
+        &["query", "music", "--pk", r#"{"S":"abba"}"#, "--limit", "1"],
+    )
+    .json();
+    assert_eq!(q["Count"], 1);
+    assert_eq!(
+        q["LastEvaluatedKey"],
+        json!({"artist": {"S": "abba"}, "year": {"N": "1974"}})
+    );
+    let q = tern(
+        ep,
+        &[
+            "query",
+            "music",
+            "--pk",
+            r#"{"S":"abba"}"#,
+            "--limit",
+            "1",
+            "--all",
+        ],
+    )
+    .json();
+    assert_eq!(q["Count"], 3);
+
+    let scan = tern(ep, &["scan", "music", "--limit", "2", "--all"]).json();
+    assert_eq!(scan["Count"], 4);
+    let d = tern(ep, &["describe-table", "music"]).json();
+    assert_eq!(d["Table"]["ItemCount"], 4);
+    assert_eq!(d["Table"]["TableStatus"], "ACTIVE");
+    assert_eq!(
+        tern(ep, &["list-tables"]).json(),
+        json!({"TableNames": ["music"]})
+    );
+
+    let old = tern(
+        ep,
+        &[
+            "delete",
+            "music",
+            r#"{"artist":{"S":"queen"},"year":{"N":"1975"}}"#,
+            "--return-old",
+        ],
+    )
+    .json();
+    assert_eq!(old["Attributes"]["title"], json!({"S": "Opera"}));
+
+    // Errors: stderr names the DynamoDB error, exit code non-zero, stdout empty.
+    let r = tern(ep, &["get", "nope", r#"{"id":{"S":"a"}}"#]);
+    assert_ne!(r.code, 0);
+    assert!(r.stdout.is_empty());
+    assert!(
+        r.stderr.contains("ResourceNotFoundException"),
+        "{}",
+        r.stderr
+    );
+    let r = tern(
+        ep,
+        &["put", "music", r#"{"artist":{"N":"1"},"year":{"N":"1"}}"#],
+    );
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("ValidationException"), "{}", r.stderr);
+    let r = tern(ep, &["put", "music", "{not json"]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("JSON"), "{}", r.stderr);
+    let r = tern(ep, &["create-table", "music", "--pk", "artist:S"]);
+    assert!(r.stderr.contains("ResourceInUseException"), "{}", r.stderr);
+
+    assert_eq!(
+        tern(ep, &["delete-table", "music"]).json()["TableDescription"]["TableStatus"],
+        "DELETING"
+    );
+    node.shutdown();
+    node.join().unwrap();
+}
+
+#[test]
+fn unreachable_endpoint_is_a_readable_error() {
+    let r = tern("127.0.0.1:1", &["list-tables"]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("127.0.0.1:1"), "{}", r.stderr);
+}

@@ -1,0 +1,121 @@
+//! Starting and stopping a real `ternd` for a test.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tern_client::{Client, ClientConfig, Item, KeyAttr, KeySchema, ScalarType, Value};
+
+/// A running `ternd`, killed when dropped.
+pub struct Server {
+    child: Option<Child>,
+    pub shared_port: u16,
+    pub shard_ports: Vec<u16>,
+}
+
+impl Server {
+    /// Starts `ternd --port 0 --cores N --no-pin --net MODE` and waits until it listens.
+    pub fn start(cores: usize, net: &str) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ternd"))
+            .args(["--port", "0", "--no-pin", "--net", net, "--cores"])
+            .arg(cores.to_string())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn ternd");
+        let stdout = child.stdout.take().expect("stdout piped");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read ternd stdout");
+        let doc: serde_json::Value = serde_json::from_str(line.trim()).unwrap_or_else(|e| {
+            panic!("ternd's first line is not the listening JSON ({e}): {line:?}")
+        });
+        assert_eq!(doc["event"], "listening", "{line}");
+        let shared_port = doc["shared_port"].as_u64().expect("shared_port") as u16;
+        let shard_ports: Vec<u16> = doc["shard_ports"]
+            .as_array()
+            .expect("shard_ports")
+            .iter()
+            .map(|p| p.as_u64().expect("port") as u16)
+            .collect();
+        assert_eq!(shard_ports.len(), cores);
+        Server {
+            child: Some(child),
+            shared_port,
+            shard_ports,
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("127.0.0.1:{}", self.shared_port)
+    }
+
+    pub fn client(&self) -> Client {
+        let config = ClientConfig {
+            timeout: Duration::from_secs(10),
+            ..ClientConfig::default()
+        };
+        Client::connect_with(&self.endpoint(), config).expect("connect")
+    }
+
+    /// Sends SIGTERM and waits (bounded) for a clean exit; returns the exit status.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let pid = child.id() as i32;
+        // SAFETY-free: plain kill(2) through the libc-free std API is not available, so use
+        // the `kill` command.
+        let _ = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("ternd did not exit within 10 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub fn s(v: &str) -> Value {
+    Value::S(v.to_owned())
+}
+
+pub fn n(v: i64) -> Value {
+    Value::N(v.into())
+}
+
+pub fn item(attrs: &[(&str, Value)]) -> Item {
+    Item::from_attrs(attrs.iter().map(|(k, v)| (k.to_string(), v.clone())))
+}
+
+pub fn schema(pk: (&str, ScalarType), sk: Option<(&str, ScalarType)>) -> KeySchema {
+    KeySchema {
+        partition: KeyAttr {
+            name: pk.0.into(),
+            ty: pk.1,
+        },
+        sort: sk.map(|(name, ty)| KeyAttr {
+            name: name.into(),
+            ty,
+        }),
+    }
+}
+
+/// Both transports, for tests that must pass on each.
+pub const NET_MODES: [&str; 2] = ["uring", "glommio"];

@@ -1,0 +1,12 @@
+//! Whole-system tests: a real `ternd` process with several shards on ephemeral ports,
+//! driven through tern-client and raw sockets.
+//!
+//! One binary (this file's modules) so the server binary is built once.
+
+mod harness;
+
+mod errors;
+mod items;
+mod paging;
+mod protocol;
+mod tables;
