@@ -1,7 +1,7 @@
 //! The seam between transports (sockets) and the shard behind them.
 //!
 //! A transport (the per-shard io_uring ring in `net::uring`, or glommio's sockets in
-//! `net::glommio`) owns connections: it receives bytes, cuts them into frames with
+//! `net::tcp`) owns connections: it receives bytes, cuts them into frames with
 //! `tern_protocol::frame::parse_frame` and hands each frame to a [`Service`]. The service
 //! answers most requests at once by appending a reply frame to the connection's send
 //! buffer; requests that need another core (or several) are answered later through the
@@ -125,7 +125,9 @@ pub struct Wakeup {
 
 impl std::fmt::Debug for Wakeup {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Wakeup").field("dirty", &self.dirty.borrow().len()).finish()
+        f.debug_struct("Wakeup")
+            .field("dirty", &self.dirty.borrow().len())
+            .finish()
     }
 }
 
@@ -208,7 +210,12 @@ impl Future for ShutdownWait {
         if self.0.triggered.get() {
             Poll::Ready(())
         } else {
-            self.0.wakers.borrow_mut().push(cx.waker().clone());
+            // A task that polls its wait on every loop turn (a transport racing shutdown
+            // against I/O) must not grow this list by one waker per turn.
+            let mut wakers = self.0.wakers.borrow_mut();
+            if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                wakers.push(cx.waker().clone());
+            }
             Poll::Pending
         }
     }

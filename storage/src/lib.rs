@@ -93,9 +93,7 @@ impl Table {
             _ => false,
         };
         let iter = (!empty).then(|| self.index.range::<[u8], _>((lower, upper)));
-        iter.into_iter()
-            .flatten()
-            .map(|(k, v)| (k.as_ref(), v))
+        iter.into_iter().flatten().map(|(k, v)| (k.as_ref(), v))
     }
 
     pub fn len(&self) -> usize {
@@ -139,9 +137,21 @@ mod tests {
     fn inverted_ranges_are_empty_not_panics() {
         let mut t = Table::new();
         t.put(b"m", item(1));
-        assert_eq!(t.range(Bound::Included(b"z"), Bound::Included(b"a")).count(), 0);
-        assert_eq!(t.range(Bound::Excluded(b"m"), Bound::Excluded(b"m")).count(), 0);
-        assert_eq!(t.range(Bound::Included(b"m"), Bound::Included(b"m")).count(), 1);
+        assert_eq!(
+            t.range(Bound::Included(b"z"), Bound::Included(b"a"))
+                .count(),
+            0
+        );
+        assert_eq!(
+            t.range(Bound::Excluded(b"m"), Bound::Excluded(b"m"))
+                .count(),
+            0
+        );
+        assert_eq!(
+            t.range(Bound::Included(b"m"), Bound::Included(b"m"))
+                .count(),
+            1
+        );
     }
 
     #[derive(Debug, Clone)]

@@ -1,0 +1,454 @@
+//! The unsafe edges of the client-socket transports, kept in one place.
+//!
+//! * [`Ring`]: a core's own io_uring ring (the `io-uring` crate): creation with
+//!   SINGLE_ISSUER | DEFER_TASKRUN, the eventfd registration, the few operations the
+//!   transport submits, entering the kernel and reaping completions.
+//! * [`BufRing`]: the provided-buffer ring that multishot receives fill.
+//! * fd ownership hand-offs: an eventfd into a glommio file, a listener into glommio, an
+//!   accepted fd into an `OwnedFd`.
+//!
+//! The contract with the rest of `net`: a buffer passed to [`Ring::send`] stays alive and
+//! untouched until that send's completion is reaped (the uring transport never touches a
+//! connection's in-flight send buffer and frees a connection only after all its operations
+//! completed), and [`BufRing`] outlives every receive that may write into it.
+#![allow(unsafe_code)]
+
+use std::io;
+use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU16, Ordering};
+
+use io_uring::{EnterFlags, IoUring, opcode, squeue, types};
+
+/// One reaped completion, copied out of the CQ so handlers may submit while processing.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Completion {
+    pub user_data: u64,
+    pub result: i32,
+    pub flags: u32,
+}
+
+/// Creates the eventfd a ring signals when it has completions (or deferred work) for us.
+///
+/// Blocking on purpose: glommio reads it through its own ring, and io_uring returns
+/// EAGAIN to userspace for O_NONBLOCK files instead of waiting for readiness.
+pub(super) fn eventfd() -> io::Result<OwnedFd> {
+    // SAFETY: eventfd(2) takes no pointers.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by eventfd(2); nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Hands an eventfd to glommio as a file, so reads of it go through glommio's ring and a
+/// task can await it while the executor parks normally.
+pub(super) fn eventfd_into_glommio(fd: OwnedFd) -> glommio::io::BufferedFile {
+    // SAFETY: ownership of the open fd moves into the BufferedFile, which closes it.
+    unsafe { <glommio::io::BufferedFile as FromRawFd>::from_raw_fd(fd.into_raw_fd()) }
+}
+
+/// Hands a bound, listening socket to glommio.
+pub(super) fn listener_into_glommio(listener: std::net::TcpListener) -> glommio::net::TcpListener {
+    // SAFETY: `listener` is a bound and listening TCP socket; its ownership moves into
+    // glommio's listener, which closes it.
+    unsafe { <glommio::net::TcpListener as FromRawFd>::from_raw_fd(listener.into_raw_fd()) }
+}
+
+/// Takes ownership of the socket a completed accept returned.
+pub(super) fn accepted_fd(raw: i32) -> OwnedFd {
+    assert!(raw >= 0, "accepted fd {raw} is not an fd");
+    // SAFETY: a successful accept completion's result is a new fd in our table that
+    // nothing else owns (we never use fixed-file accepts).
+    unsafe { OwnedFd::from_raw_fd(raw) }
+}
+
+/// A core's client-socket ring.
+pub(super) struct Ring {
+    ring: IoUring,
+    /// The kernel copies a timeout's timespec when the SQE is submitted; keeping it here
+    /// keeps it alive and unmoved until then.
+    timeout: Box<types::Timespec>,
+    /// SINGLE_ISSUER | DEFER_TASKRUN took effect.
+    pub(super) tuned: bool,
+}
+
+impl Ring {
+    /// Creates the ring with SINGLE_ISSUER | DEFER_TASKRUN (completions run only when this
+    /// thread enters the kernel: no interrupting task work) and TASKRUN_FLAG (the kernel
+    /// flags pending completion work in the SQ ring, so we enter only when there is some),
+    /// falling back to no flags when the kernel refuses them.
+    pub(super) fn new(sq_entries: u32, cq_entries: u32, setup_flags: bool) -> io::Result<Ring> {
+        let tuned = if setup_flags {
+            IoUring::builder()
+                .setup_single_issuer()
+                .setup_defer_taskrun()
+                .setup_taskrun_flag()
+                .setup_cqsize(cq_entries)
+                .build(sq_entries)
+        } else {
+            Err(io::Error::other("setup flags turned off"))
+        };
+        let (ring, tuned) = match tuned {
+            Ok(ring) => (ring, true),
+            Err(tuned_err) => {
+                if setup_flags {
+                    tracing::warn!(
+                        error = %tuned_err,
+                        "io_uring refused SINGLE_ISSUER | DEFER_TASKRUN (kernel older than 6.1?); \
+                         using a ring without setup flags: more interrupts and syscalls per request"
+                    );
+                }
+                let plain = IoUring::builder()
+                    .setup_cqsize(cq_entries)
+                    .build(sq_entries);
+                (
+                    plain.map_err(|e| ring_error(e, sq_entries, cq_entries))?,
+                    false,
+                )
+            }
+        };
+        Ok(Ring {
+            ring,
+            timeout: Box::new(types::Timespec::new()),
+            tuned,
+        })
+    }
+
+    /// Makes the ring signal `eventfd` whenever it has completions or deferred work.
+    pub(super) fn register_eventfd(&self, eventfd: RawFd) -> io::Result<()> {
+        self.ring.submitter().register_eventfd(eventfd)
+    }
+
+    /// Turns the eventfd signal on (before sleeping) or off (while running: our own
+    /// entering posts completions, and each would signal a wake-up nobody needs).
+    pub(super) fn set_eventfd_enabled(&mut self, enabled: bool) {
+        let cq = self.ring.completion();
+        if enabled {
+            cq.enable_eventfd();
+        } else {
+            cq.disable_eventfd();
+        }
+    }
+
+    fn push(&mut self, entry: squeue::Entry) -> io::Result<()> {
+        loop {
+            // SAFETY: every entry comes from the constructors below; the memory each one
+            // points to stays valid until its completion (see the module contract): a
+            // send's buffer, or nothing at all (accept, recv into provided buffers,
+            // cancel), or `self.timeout`, which lives as long as the ring.
+            if unsafe { self.ring.submission().push(&entry) }.is_ok() {
+                return Ok(());
+            }
+            // SQ full: hand the queued entries to the kernel to make room.
+            self.ring.submit()?;
+        }
+    }
+
+    /// Queues a multishot accept on `listener`.
+    pub(super) fn accept_multi(&mut self, listener: RawFd, user_data: u64) -> io::Result<()> {
+        let entry = opcode::AcceptMulti::new(types::Fd(listener))
+            .flags(libc::SOCK_CLOEXEC)
+            .build()
+            .user_data(user_data);
+        self.push(entry)
+    }
+
+    /// Queues a multishot receive on `socket` into buffers of group `buf_group`.
+    pub(super) fn recv_multi(
+        &mut self,
+        socket: RawFd,
+        buf_group: u16,
+        user_data: u64,
+    ) -> io::Result<()> {
+        let entry = opcode::RecvMulti::new(types::Fd(socket), buf_group)
+            .build()
+            .user_data(user_data);
+        self.push(entry)
+    }
+
+    /// Queues a send of `buf` (at most 1 GiB of it; the completion says how much went).
+    /// `buf` must stay alive and unchanged until the completion is reaped.
+    pub(super) fn send(&mut self, socket: RawFd, buf: &[u8], user_data: u64) -> io::Result<()> {
+        let len = buf.len().min(1 << 30) as u32;
+        let entry = opcode::Send::new(types::Fd(socket), buf.as_ptr(), len)
+            .flags(libc::MSG_NOSIGNAL)
+            .build()
+            .user_data(user_data);
+        self.push(entry)
+    }
+
+    /// Queues the cancellation of the operation submitted with `target`.
+    pub(super) fn cancel(&mut self, target: u64, user_data: u64) -> io::Result<()> {
+        self.push(
+            opcode::AsyncCancel::new(target)
+                .build()
+                .user_data(user_data),
+        )
+    }
+
+    /// Queues a timer that completes (with -ETIME) after `ms` milliseconds.
+    pub(super) fn timeout_ms(&mut self, ms: u64, user_data: u64) -> io::Result<()> {
+        *self.timeout = types::Timespec::new()
+            .sec(ms / 1000)
+            .nsec(((ms % 1000) * 1_000_000) as u32);
+        let ts: *const types::Timespec = &*self.timeout;
+        self.push(opcode::Timeout::new(ts).build().user_data(user_data))?;
+        // Submit now: the next timer would overwrite the timespec this one points to.
+        self.ring.submit().map(drop)
+    }
+
+    /// Entries queued but not yet handed to the kernel.
+    pub(super) fn unsubmitted(&mut self) -> usize {
+        self.ring.submission().len()
+    }
+
+    /// Whether the kernel holds work for us: entries to submit, completion work it flagged
+    /// as pending (TASKRUN, tuned rings only), or an overflowed CQ to flush.
+    pub(super) fn work_pending(&mut self) -> bool {
+        let sq = self.ring.submission();
+        !sq.is_empty() || sq.cq_overflow() || (self.tuned && sq.taskrun())
+    }
+
+    /// Whether entering the kernel would do anything. An untuned ring does not flag
+    /// pending completion work, so it always enters.
+    pub(super) fn needs_enter(&mut self) -> bool {
+        !self.tuned || self.work_pending()
+    }
+
+    /// Whether the CQ holds completions not yet reaped.
+    pub(super) fn has_completions(&mut self) -> bool {
+        !self.ring.completion().is_empty()
+    }
+
+    /// Submits every queued entry and runs deferred completion work (GETEVENTS), without
+    /// waiting: afterwards the CQ holds everything that has completed.
+    pub(super) fn enter(&mut self) -> io::Result<()> {
+        loop {
+            let to_submit = self.ring.submission().len() as u32;
+            // SAFETY: no extended argument: a null pointer of size 0 is passed; the queued
+            // entries are valid (see `push`).
+            let entered = unsafe {
+                self.ring.submitter().enter::<libc::sigset_t>(
+                    to_submit,
+                    0,
+                    EnterFlags::GETEVENTS.bits(),
+                    None,
+                )
+            };
+            match entered {
+                Ok(_) => return Ok(()),
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+                // CQ overflow backlog or a transient allocation failure: reap what is
+                // there and try again on the next turn.
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EBUSY | libc::EAGAIN)) => {
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Submits and waits (blocking this thread) up to `ms` milliseconds for a completion.
+    /// Only for draining cancelled operations at shutdown.
+    pub(super) fn wait_ms(&mut self, ms: u64) -> io::Result<()> {
+        let ts = types::Timespec::new().nsec((ms.min(999) * 1_000_000) as u32);
+        let args = types::SubmitArgs::new().timespec(&ts);
+        match self.ring.submitter().submit_with_args(1, &args) {
+            Ok(_) => Ok(()),
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ETIME | libc::EINTR | libc::EBUSY)
+                ) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Moves up to `max` completions from the CQ into `into`; returns how many.
+    pub(super) fn reap(&mut self, into: &mut Vec<Completion>, max: usize) -> usize {
+        let before = into.len();
+        let cq = self.ring.completion();
+        into.extend(cq.take(max).map(|cqe| Completion {
+            user_data: cqe.user_data(),
+            result: cqe.result(),
+            flags: cqe.flags(),
+        }));
+        into.len() - before
+    }
+}
+
+fn ring_error(e: io::Error, sq_entries: u32, cq_entries: u32) -> io::Error {
+    io::Error::new(
+        e.kind(),
+        format!(
+            "could not create the client-socket io_uring ring ({sq_entries} SQ / {cq_entries} CQ \
+             entries): {e}. ENOMEM or EPERM usually mean the locked-memory limit (`ulimit -l`) \
+             is exhausted or io_uring is disabled (sysctl kernel.io_uring_disabled); ENOSYS \
+             means a kernel without io_uring: run with --net glommio"
+        ),
+    )
+}
+
+/// The kernel's `struct io_uring_buf`; the ring's tail overlaps `resv` of entry 0.
+#[repr(C)]
+struct RawBuf {
+    addr: u64,
+    len: u32,
+    bid: u16,
+    resv: u16,
+}
+
+const _: () = assert!(std::mem::size_of::<RawBuf>() == 16);
+
+/// Provided receive buffers: `count` buffers of `size` bytes, handed to the kernel through
+/// a registered buffer ring; a multishot receive picks one per completion.
+pub(super) struct BufRing {
+    ring_mem: *mut u8,
+    ring_mem_bytes: usize,
+    data: *mut u8,
+    data_bytes: usize,
+    count: u16,
+    size: usize,
+    /// Our producer index into the ring (entries before it are the kernel's).
+    tail: u16,
+}
+
+impl BufRing {
+    /// Maps the ring and the buffers, registers them as buffer group `group` of `ring`,
+    /// and gives every buffer to the kernel.
+    pub(super) fn new(ring: &Ring, group: u16, count: u16, size: usize) -> io::Result<BufRing> {
+        assert!(count.is_power_of_two() && count <= 32768);
+        assert!(size > 0 && size <= u32::MAX as usize);
+        let page = page_size();
+        let ring_mem_bytes = (count as usize * std::mem::size_of::<RawBuf>()).div_ceil(page) * page;
+        let data_bytes = count as usize * size;
+        let ring_mem = map_anonymous(ring_mem_bytes)?;
+        let data = match map_anonymous(data_bytes) {
+            Ok(p) => p,
+            Err(e) => {
+                unmap(ring_mem, ring_mem_bytes);
+                return Err(e);
+            }
+        };
+        let mut bufs = BufRing {
+            ring_mem,
+            ring_mem_bytes,
+            data,
+            data_bytes,
+            count,
+            size,
+            tail: 0,
+        };
+        // SAFETY: `ring_mem` is a page-aligned mapping of `count` entries that lives until
+        // `Drop`, and the transport drops the ring (unregistering the group) before it.
+        unsafe {
+            ring.ring
+                .submitter()
+                .register_buf_ring_with_flags(ring_mem as u64, count, group, 0)
+        }
+        .map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("registering {count} receive buffers of {size} bytes as a buffer ring: {e} (needs Linux 5.19+)"),
+            )
+        })?;
+        for bid in 0..count {
+            bufs.write_entry(bid);
+        }
+        bufs.publish();
+        Ok(bufs)
+    }
+
+    fn write_entry(&mut self, bid: u16) {
+        assert!(bid < self.count);
+        let index = (self.tail & (self.count - 1)) as usize;
+        // SAFETY: `index < count`, so the entry lies inside the ring mapping, and `bid <
+        // count`, so the buffer lies inside the data mapping. The kernel reads only entries
+        // before the published tail; this one is at it. Fields are written through raw
+        // pointers, never touching entry 0's `resv` (the tail the kernel reads).
+        unsafe {
+            let entry = self.ring_mem.cast::<RawBuf>().add(index);
+            std::ptr::addr_of_mut!((*entry).addr)
+                .write(self.data.add(bid as usize * self.size) as u64);
+            std::ptr::addr_of_mut!((*entry).len).write(self.size as u32);
+            std::ptr::addr_of_mut!((*entry).bid).write(bid);
+        }
+        self.tail = self.tail.wrapping_add(1);
+    }
+
+    fn publish(&self) {
+        // SAFETY: the tail is entry 0's `resv`, inside the mapping and 2-byte aligned;
+        // AtomicU16 has u16's layout. The release store orders the entry writes before it,
+        // as the kernel's acquire load of the tail expects.
+        let tail = unsafe {
+            &*std::ptr::addr_of!((*self.ring_mem.cast::<RawBuf>()).resv).cast::<AtomicU16>()
+        };
+        tail.store(self.tail, Ordering::Release);
+    }
+
+    /// The first `len` bytes of buffer `bid`, which a completion just handed us.
+    pub(super) fn data(&self, bid: u16, len: usize) -> &[u8] {
+        assert!(
+            bid < self.count && len <= self.size,
+            "buffer {bid} / {len} bytes out of range"
+        );
+        // SAFETY: the range lies inside the data mapping. The kernel wrote these bytes and
+        // gave the buffer to us with the completion; it writes it again only after
+        // `recycle` (which takes `&mut self`, so not while this borrow lives).
+        unsafe { std::slice::from_raw_parts(self.data.add(bid as usize * self.size), len) }
+    }
+
+    /// Gives buffer `bid` back to the kernel.
+    pub(super) fn recycle(&mut self, bid: u16) {
+        self.write_entry(bid);
+        self.publish();
+    }
+
+    /// Gives up the mappings without unmapping them: used when the kernel might still
+    /// write into the buffers (operations that did not finish at shutdown).
+    pub(super) fn leak(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for BufRing {
+    fn drop(&mut self) {
+        unmap(self.data, self.data_bytes);
+        unmap(self.ring_mem, self.ring_mem_bytes);
+    }
+}
+
+fn page_size() -> usize {
+    // SAFETY: sysconf takes no pointers.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if page > 0 { page as usize } else { 4096 }
+}
+
+fn map_anonymous(bytes: usize) -> io::Result<*mut u8> {
+    // SAFETY: a new private anonymous mapping; no existing memory is affected.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            bytes,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(p.cast())
+    }
+}
+
+fn unmap(p: *mut u8, bytes: usize) {
+    // SAFETY: `p`/`bytes` is a mapping made by `map_anonymous` and unmapped only once.
+    let rc = unsafe { libc::munmap(p.cast(), bytes) };
+    debug_assert_eq!(rc, 0, "munmap failed");
+}
