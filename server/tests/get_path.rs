@@ -1,0 +1,179 @@
+//! The GetItem read path does not decode, re-encode or copy the item into a new buffer:
+//! a hit allocates nothing at all inside `Core::dispatch`, and the reply body is the very
+//! bytes the client put.
+#![allow(unsafe_code)]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+use glommio::channels::channel_mesh::MeshBuilder;
+use glommio::{LocalExecutorBuilder, Placement};
+use tern_protocol::frame::{
+    FLAG_FOUND, FLAG_RESPONSE, NO_SHARD_HINT, Opcode, parse_frame, write_frame,
+};
+use tern_protocol::messages::{
+    CreateTableRequest, GetItemRequest, PutItemRequest, ReturnValues, encode,
+};
+use tern_protocol::{Item, KeyAttr, KeySchema, ScalarType, Value};
+use tern_server::core::{Core, Outcome};
+use tern_server::mesh::{Mesh, Reply, Request};
+use tern_server::topology::Topology;
+
+/// Counts allocations made by the current thread while counting is on.
+struct CountingAllocator;
+
+thread_local! {
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+}
+
+// SAFETY: every method forwards to the system allocator unchanged; the only addition is
+// a thread-local counter (const-initialized Cells: no allocation, no destructor).
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if COUNTING.with(Cell::get) {
+            ALLOCATIONS.with(|a| a.set(a.get() + 1));
+        }
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if COUNTING.with(Cell::get) {
+            ALLOCATIONS.with(|a| a.set(a.get() + 1));
+        }
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
+
+fn allocations_during<T>(f: impl FnOnce() -> T) -> (T, usize) {
+    ALLOCATIONS.with(|a| a.set(0));
+    COUNTING.with(|c| c.set(true));
+    let result = f();
+    COUNTING.with(|c| c.set(false));
+    (result, ALLOCATIONS.with(Cell::get))
+}
+
+fn frame(opcode: Opcode, id: u64, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    write_frame(&mut out, opcode, 0, id, NO_SHARD_HINT, &[body]);
+    out
+}
+
+async fn run(core: &std::rc::Rc<Core>, bytes: &[u8]) -> Vec<u8> {
+    let (f, _) = parse_frame(bytes).unwrap().unwrap();
+    let mut out = Vec::new();
+    match core.dispatch(f, &mut out) {
+        Outcome::Done => out,
+        Outcome::Later(fut) => fut.await,
+        Outcome::Forward(_) | Outcome::Malformed => panic!("one shard serves everything"),
+    }
+}
+
+#[test]
+fn get_item_hit_allocates_nothing_and_returns_the_put_bytes() {
+    LocalExecutorBuilder::new(Placement::Unbound)
+        .io_memory(512 * 1024)
+        .spawn(|| async {
+            let (req_tx, _req_rx) = MeshBuilder::<Request, _>::full(1, 16).join().await.unwrap();
+            let (rep_tx, _rep_rx) = MeshBuilder::<Reply, _>::full(1, 16).join().await.unwrap();
+            let core = Core::new(
+                Topology::new("t".into(), 0, vec![(0, 0)]),
+                Mesh::new(0, req_tx, rep_tx),
+            );
+
+            let create = encode(&CreateTableRequest {
+                name: "users".into(),
+                key_schema: KeySchema {
+                    partition: KeyAttr {
+                        name: "id".into(),
+                        ty: ScalarType::S,
+                    },
+                    sort: None,
+                },
+            });
+            run(&core, &frame(Opcode::CreateTable, 1, &create)).await;
+            let item = Item::from_attrs([
+                ("id".to_owned(), Value::S("user-42".into())),
+                ("bio".to_owned(), Value::S("x".repeat(100))),
+                ("n".to_owned(), Value::N(7.into())),
+            ])
+            .encode();
+            let put = encode(&PutItemRequest {
+                table: "users".into(),
+                item: item.clone(),
+                return_values: ReturnValues::None,
+            });
+            run(&core, &frame(Opcode::PutItem, 2, &put)).await;
+
+            let key = Item::from_attrs([("id".to_owned(), Value::S("user-42".into()))]).encode();
+            let get = frame(
+                Opcode::GetItem,
+                3,
+                &encode(&GetItemRequest {
+                    table: "users".into(),
+                    key,
+                    consistent_read: false,
+                }),
+            );
+            let mut out = Vec::with_capacity(64 * 1024);
+            // Warm up once (first use of the scratch buffer), then measure.
+            let (f, _) = parse_frame(&get).unwrap().unwrap();
+            assert!(matches!(core.dispatch(f, &mut out), Outcome::Done));
+            out.clear();
+            let (outcome, allocations) = allocations_during(|| core.dispatch(f, &mut out));
+            assert!(matches!(outcome, Outcome::Done));
+            assert_eq!(allocations, 0, "a GetItem hit must not allocate");
+
+            let (reply, used) = parse_frame(&out).unwrap().unwrap();
+            assert_eq!(used, out.len());
+            assert_eq!(reply.header.flags, FLAG_RESPONSE | FLAG_FOUND);
+            assert_eq!(reply.header.request_id, 3);
+            assert_eq!(
+                reply.body,
+                item.as_slice(),
+                "the reply body is the stored, client-encoded item"
+            );
+
+            // A miss allocates nothing either.
+            let missing = Item::from_attrs([("id".to_owned(), Value::S("nobody".into()))]).encode();
+            let get = frame(
+                Opcode::GetItem,
+                4,
+                &encode(&GetItemRequest {
+                    table: "users".into(),
+                    key: missing,
+                    consistent_read: false,
+                }),
+            );
+            let (f, _) = parse_frame(&get).unwrap().unwrap();
+            out.clear();
+            let (_, allocations) = allocations_during(|| core.dispatch(f, &mut out));
+            assert_eq!(allocations, 0, "a GetItem miss must not allocate");
+            let (reply, _) = parse_frame(&out).unwrap().unwrap();
+            assert_eq!(reply.header.flags, FLAG_RESPONSE);
+            assert!(reply.body.is_empty());
+
+            // The counter does count: a PutItem copies the item into the store.
+            let put = frame(Opcode::PutItem, 5, &put);
+            let (f, _) = parse_frame(&put).unwrap().unwrap();
+            out.clear();
+            let (_, allocations) = allocations_during(|| core.dispatch(f, &mut out));
+            assert!(
+                allocations > 0,
+                "the counting allocator sees the store's copy"
+            );
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+}
