@@ -219,15 +219,7 @@ impl Client {
 
     fn call_once(&mut self, shard: Option<u32>, opcode: Opcode, body: &[u8]) -> Result<RawReply> {
         let id = self.next_id();
-        let mut frame = Vec::with_capacity(32 + body.len());
-        write_frame(
-            &mut frame,
-            opcode,
-            0,
-            id,
-            shard.unwrap_or(NO_SHARD_HINT),
-            &[body],
-        );
+        let frame = request_frame(opcode, id, shard, body);
         let result = (|| {
             let conn = self.connection(shard)?;
             conn.send(&frame)?;
@@ -435,15 +427,7 @@ impl Pipeline<'_> {
     /// Queues a request; returns its index in the results.
     pub fn push(&mut self, shard: Option<u32>, opcode: Opcode, body: &[u8]) -> usize {
         let id = self.client.next_id();
-        let mut frame = Vec::with_capacity(32 + body.len());
-        write_frame(
-            &mut frame,
-            opcode,
-            0,
-            id,
-            shard.unwrap_or(NO_SHARD_HINT),
-            &[body],
-        );
+        let frame = request_frame(opcode, id, shard, body);
         self.ops.push((shard, id, frame));
         self.ops.len() - 1
     }
@@ -525,6 +509,20 @@ impl Pipeline<'_> {
             .map(|r| r.expect("every queued request got a reply"))
             .collect())
     }
+}
+
+/// One request frame; `shard` is the owner hint, if known.
+fn request_frame(opcode: Opcode, id: u64, shard: Option<u32>, body: &[u8]) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(32 + body.len());
+    write_frame(
+        &mut frame,
+        opcode,
+        0,
+        id,
+        shard.unwrap_or(NO_SHARD_HINT),
+        &[body],
+    );
+    frame
 }
 
 /// The item of a GetItem reply, if found.

@@ -198,12 +198,16 @@ fn page_json(items: &[Item], count: u64, scanned: u64, last: Option<&Item>) -> J
     doc
 }
 
-/// Runs one page, or all pages with `all`, and renders them.
+/// Runs one page (from `start_key`, DynamoDB JSON), or all pages with `all`, and renders them.
 fn pages(
     all: bool,
+    start_key: Option<&str>,
     mut next: impl FnMut(Option<Vec<u8>>) -> Result<Page, Error>,
-    start: Option<Vec<u8>>,
 ) -> Result<Json, Error> {
+    let start = start_key
+        .map(|k| parse_item("--start-key", k))
+        .transpose()?
+        .map(|k| k.encode());
     let mut page = next(start)?;
     if !all {
         return Ok(page_json(
@@ -332,18 +336,10 @@ fn run(cli: Cli) -> Result<Json, Error> {
                 exclusive_start_key: None,
                 consistent_read: consistent,
             };
-            let start = start_key
-                .as_deref()
-                .map(|k| parse_item("--start-key", k))
-                .transpose()?;
-            pages(
-                all,
-                |esk| {
-                    req.exclusive_start_key = esk;
-                    client.query(&req)
-                },
-                start.map(|s| s.encode()),
-            )?
+            pages(all, start_key.as_deref(), |esk| {
+                req.exclusive_start_key = esk;
+                client.query(&req)
+            })?
         }
         Command::Scan {
             table,
@@ -362,18 +358,10 @@ fn run(cli: Cli) -> Result<Json, Error> {
                 total_segments,
                 consistent_read: consistent,
             };
-            let start = start_key
-                .as_deref()
-                .map(|k| parse_item("--start-key", k))
-                .transpose()?;
-            pages(
-                all,
-                |esk| {
-                    req.exclusive_start_key = esk;
-                    client.scan(&req)
-                },
-                start.map(|s| s.encode()),
-            )?
+            pages(all, start_key.as_deref(), |esk| {
+                req.exclusive_start_key = esk;
+                client.scan(&req)
+            })?
         }
     })
 }

@@ -86,19 +86,24 @@ impl<'a> Sci<'a> {
     /// Splits `text` (`[+-]digits[.digits][(e|E)[+-]digits]`, at least one mantissa
     /// digit) into its parts, or `None` if it is not such a text.
     fn scan(text: &'a str) -> Option<Sci<'a>> {
+        /// Consumes an optional sign at `b[*i]`; true when it is `-`.
+        fn take_sign(b: &[u8], i: &mut usize) -> bool {
+            match b.get(*i) {
+                Some(b'-') => {
+                    *i += 1;
+                    true
+                }
+                Some(b'+') => {
+                    *i += 1;
+                    false
+                }
+                _ => false,
+            }
+        }
+
         let b = text.as_bytes();
         let mut i = 0;
-        let negative = match b.first() {
-            Some(b'-') => {
-                i += 1;
-                true
-            }
-            Some(b'+') => {
-                i += 1;
-                false
-            }
-            _ => false,
-        };
+        let negative = take_sign(b, &mut i);
         let int_start = i;
         while i < b.len() && b[i].is_ascii_digit() {
             i += 1;
@@ -119,17 +124,7 @@ impl<'a> Sci<'a> {
         let mut exponent: i64 = 0;
         if i < b.len() && (b[i] == b'e' || b[i] == b'E') {
             i += 1;
-            let exp_negative = match b.get(i) {
-                Some(b'-') => {
-                    i += 1;
-                    true
-                }
-                Some(b'+') => {
-                    i += 1;
-                    false
-                }
-                _ => false,
-            };
+            let exp_negative = take_sign(b, &mut i);
             let exp_start = i;
             while i < b.len() && b[i].is_ascii_digit() {
                 // Saturate far outside any valid exponent: the value is then out of range

@@ -14,6 +14,7 @@
 //! in place, and the reply is a header plus the stored item bytes, as the client sent them.
 
 use std::cell::RefCell;
+use std::collections::HashSet;
 use std::future::Future;
 use std::ops::Bound;
 use std::pin::Pin;
@@ -34,7 +35,7 @@ use tern_protocol::limits::{
 };
 use tern_protocol::messages::*;
 use tern_protocol::validate::{validate_item, validate_key};
-use tern_protocol::value::access_item;
+use tern_protocol::value::{ArchivedItem, access_item};
 use tern_protocol::{ApiError, ErrorCode, KeySchema, ProtocolError};
 use tern_storage::StoredItem;
 
@@ -717,48 +718,27 @@ impl Core {
         let mut parts: Vec<Vec<KeysAndAttributes>> = vec![Vec::new(); self.topology.shard_count()];
         {
             let shard = self.shard.borrow();
-            for (ti, tk) in req.tables.iter().enumerate() {
+            check_tables_unique(req.tables.iter().map(|t| t.table.as_str()))?;
+            for tk in req.tables.iter() {
                 let table = tk.table.as_str();
-                if req.tables[..ti].iter().any(|o| o.table.as_str() == table) {
-                    return Err(ApiError::validation(format!(
-                        "Table {table} appears twice in RequestItems"
-                    ))
-                    .into());
-                }
                 let t = shard.table(table)?;
-                let mut seen = std::collections::HashSet::new();
+                let mut seen = HashSet::new();
                 for key_bytes in tk.keys.iter() {
                     let key = access_item(key_bytes.as_slice())?;
                     validate_key(key, &t.schema)?;
-                    let (pk, sk) = extract_key(&t.schema, key)?;
-                    let hash = partition_hash(table, pk);
-                    let mut ik = Vec::new();
-                    encode_index_key(hash, pk, sk, &mut ik);
-                    if !seen.insert(ik) {
-                        return Err(ApiError::validation(
-                            "Provided list of item keys contains duplicates",
-                        )
-                        .into());
-                    }
-                    let owner = match self.route(hash, forwarded)? {
-                        None => self.shard_id(),
-                        Some(o) => o,
-                    };
-                    let list = &mut parts[owner as usize];
-                    if list
-                        .last()
-                        .is_none_or(|l: &KeysAndAttributes| l.table != table)
-                    {
-                        list.push(KeysAndAttributes {
+                    let (owner, _) =
+                        self.route_batch_entry(table, &t.schema, key, forwarded, &mut seen)?;
+                    let entry = table_entry(
+                        &mut parts[owner as usize],
+                        table,
+                        |l: &KeysAndAttributes| &l.table,
+                        || KeysAndAttributes {
                             table: table.to_owned(),
                             keys: Vec::new(),
                             consistent_read: tk.consistent_read,
-                        });
-                    }
-                    list.last_mut()
-                        .expect("pushed above")
-                        .keys
-                        .push(key_bytes.as_slice().to_vec());
+                        },
+                    );
+                    entry.keys.push(key_bytes.as_slice().to_vec());
                 }
             }
         }
@@ -852,62 +832,46 @@ impl Core {
         let mut local_ops: Vec<LocalWrite> = Vec::new();
         {
             let shard = self.shard.borrow();
-            for (ti, tw) in req.tables.iter().enumerate() {
+            check_tables_unique(req.tables.iter().map(|t| t.table.as_str()))?;
+            for tw in req.tables.iter() {
                 let table = tw.table.as_str();
-                if req.tables[..ti].iter().any(|o| o.table.as_str() == table) {
-                    return Err(ApiError::validation(format!(
-                        "Table {table} appears twice in RequestItems"
-                    ))
-                    .into());
-                }
                 let t = shard.table(table)?;
-                let mut seen = std::collections::HashSet::new();
+                let mut seen = HashSet::new();
                 for wr in tw.requests.iter() {
                     let (bytes, put_size) = match wr {
-                        ArchivedWriteRequest::Put(item_bytes) => {
-                            let item = access_item(item_bytes.as_slice())?;
-                            let info = validate_item(item, &t.schema)?;
-                            (item_bytes.as_slice(), Some(info.size_bytes))
-                        }
-                        ArchivedWriteRequest::Delete(key_bytes) => {
-                            validate_key(access_item(key_bytes.as_slice())?, &t.schema)?;
-                            (key_bytes.as_slice(), None)
-                        }
+                        ArchivedWriteRequest::Put(b) => (b.as_slice(), true),
+                        ArchivedWriteRequest::Delete(b) => (b.as_slice(), false),
                     };
-                    let (pk, sk) = extract_key(&t.schema, access_item(bytes)?)?;
-                    let hash = partition_hash(table, pk);
-                    let mut ik = Vec::new();
-                    encode_index_key(hash, pk, sk, &mut ik);
-                    if !seen.insert(ik.clone()) {
-                        return Err(ApiError::validation(
-                            "Provided list of item keys contains duplicates",
-                        )
-                        .into());
-                    }
-                    match self.route(hash, forwarded)? {
-                        None => local_ops.push(LocalWrite {
+                    let item = access_item(bytes)?;
+                    let put_size = if put_size {
+                        Some(validate_item(item, &t.schema)?.size_bytes)
+                    } else {
+                        validate_key(item, &t.schema)?;
+                        None
+                    };
+                    let (owner, index_key) =
+                        self.route_batch_entry(table, &t.schema, item, forwarded, &mut seen)?;
+                    if self.is_me(owner) {
+                        local_ops.push(LocalWrite {
                             table: table.to_owned(),
-                            index_key: ik,
+                            index_key,
                             put: put_size.map(|size| (bytes.to_vec(), size)),
-                        }),
-                        Some(owner) => {
-                            let list = &mut parts[owner as usize];
-                            if list
-                                .last()
-                                .is_none_or(|l: &TableWriteRequests| l.table != table)
-                            {
-                                list.push(TableWriteRequests {
-                                    table: table.to_owned(),
-                                    requests: Vec::new(),
-                                });
-                            }
-                            let w = match put_size {
-                                Some(_) => WriteRequest::Put(bytes.to_vec()),
-                                None => WriteRequest::Delete(bytes.to_vec()),
-                            };
-                            list.last_mut().expect("pushed above").requests.push(w);
-                        }
+                        });
+                        continue;
                     }
+                    let entry = table_entry(
+                        &mut parts[owner as usize],
+                        table,
+                        |l: &TableWriteRequests| &l.table,
+                        || TableWriteRequests {
+                            table: table.to_owned(),
+                            requests: Vec::new(),
+                        },
+                    );
+                    entry.requests.push(match put_size {
+                        Some(_) => WriteRequest::Put(bytes.to_vec()),
+                        None => WriteRequest::Delete(bytes.to_vec()),
+                    });
                 }
             }
         }
@@ -962,6 +926,29 @@ impl Core {
         })))
     }
 
+    /// Routes one item or key of a batch: its index key, which must not repeat within
+    /// its table (`seen`), and the shard owning it.
+    fn route_batch_entry(
+        &self,
+        table: &str,
+        schema: &KeySchema,
+        item: &ArchivedItem,
+        forwarded: bool,
+        seen: &mut HashSet<Vec<u8>>,
+    ) -> Result<(ShardId, Vec<u8>), Fail> {
+        let (pk, sk) = extract_key(schema, item)?;
+        let hash = partition_hash(table, pk);
+        let mut index_key = Vec::new();
+        encode_index_key(hash, pk, sk, &mut index_key);
+        if !seen.insert(index_key.clone()) {
+            return Err(
+                ApiError::validation("Provided list of item keys contains duplicates").into(),
+            );
+        }
+        let owner = self.route(hash, forwarded)?.unwrap_or(self.shard_id());
+        Ok((owner, index_key))
+    }
+
     /// Sends a sub-request frame to `owner` and decodes its reply.
     async fn sub_request<T>(
         &self,
@@ -995,6 +982,33 @@ impl Core {
         }
         decode::<T>(frame.body).map_err(|e| ApiError::internal(e.to_string()))
     }
+}
+
+/// Fails when a table appears twice in a batch's RequestItems.
+fn check_tables_unique<'a>(names: impl Iterator<Item = &'a str>) -> Result<(), ApiError> {
+    let mut seen = HashSet::new();
+    for name in names {
+        if !seen.insert(name) {
+            return Err(ApiError::validation(format!(
+                "Table {name} appears twice in RequestItems"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The entry for `table` at the end of a per-owner list, appended when the list ends
+/// with another table's entry (batches are grouped table by table).
+fn table_entry<'a, T>(
+    list: &'a mut Vec<T>,
+    table: &str,
+    name_of: impl Fn(&T) -> &str,
+    new: impl FnOnce() -> T,
+) -> &'a mut T {
+    if list.last().is_none_or(|l| name_of(l) != table) {
+        list.push(new());
+    }
+    list.last_mut().expect("an entry was just ensured")
 }
 
 /// A validated write of a BatchWriteItem that this shard owns.
