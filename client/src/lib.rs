@@ -22,7 +22,7 @@ use std::time::Duration;
 pub use connection::{Connection, RawReply};
 pub use error::{Error, Result};
 use tern_protocol::frame::{FLAG_FOUND, NO_SHARD_HINT, Opcode, write_frame};
-use tern_protocol::keys::{extract_key, partition_hash, partition_of};
+use tern_protocol::keys::{KeyRef, partition_hash, partition_of};
 pub use tern_protocol::messages::{
     BatchGetItemRequest, BatchGetItemResponse, BatchWriteItemRequest, BatchWriteItemResponse,
     HelloResponse, KeysAndAttributes, ListTablesRequest, ListTablesResponse, PageResponse,
@@ -169,15 +169,23 @@ impl Client {
     }
 
     /// The shard owning a table's partition key, from an encoded item or key.
+    ///
+    /// Only the partition key is needed to route. When it is missing or of the wrong
+    /// type, the request goes to the entry connection (`None`) and the server answers
+    /// with DynamoDB's own error for the whole item or key.
     pub fn shard_for(&mut self, table: &str, item_or_key: &[u8]) -> Result<Option<u32>> {
         let schema = self.schema(table)?;
         let item = access_item(item_or_key)
             .map_err(|e| Error::Invalid(format!("bad item encoding: {e}")))?;
-        let (pk, _) = extract_key(&schema, item)?;
-        let hash = partition_hash(table, pk);
-        Ok(Some(
-            self.topology.partition_map[partition_of(hash) as usize],
-        ))
+        let pk = item
+            .get(&schema.partition.name)
+            .and_then(KeyRef::from_archived)
+            .filter(|k| k.scalar_type() == schema.partition.ty);
+        Ok(pk.map(|pk| self.shard_of_hash(partition_hash(table, pk))))
+    }
+
+    fn shard_of_hash(&self, hash: u64) -> u32 {
+        self.topology.partition_map[partition_of(hash) as usize]
     }
 
     fn connection(&mut self, shard: Option<u32>) -> Result<&mut Connection> {
@@ -381,9 +389,8 @@ impl Client {
 
     /// One page of a Query (sent to the shard owning the partition key).
     pub fn query(&mut self, req: &QueryRequest) -> Result<Page> {
-        let shard = tern_protocol::keys::KeyRef::from_value(&req.partition_key).map(|pk| {
-            self.topology.partition_map[partition_of(partition_hash(&req.table, pk)) as usize]
-        });
+        let shard = KeyRef::from_value(&req.partition_key)
+            .map(|pk| self.shard_of_hash(partition_hash(&req.table, pk)));
         let resp: PageResponse = decode_body(self.call(shard, Opcode::Query, &encode(req))?)?;
         Page::from_response(resp)
     }

@@ -213,3 +213,22 @@ fn unreachable_endpoint_is_a_readable_error() {
     assert_ne!(r.code, 0);
     assert!(r.stderr.contains("127.0.0.1:1"), "{}", r.stderr);
 }
+
+#[test]
+fn incomplete_keys_get_the_servers_error() {
+    let node = start_node();
+    let ep = format!("127.0.0.1:{}", node.topology.shared_port);
+    tern(&ep, &["create-table", "keys", "--pk", "a:S", "--sk", "b:N"]).json();
+    let r = tern(&ep, &["get", "keys", r#"{"a":{"S":"x"}}"#]);
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr
+            .contains("ValidationException: The provided key element does not match the schema"),
+        "{}",
+        r.stderr
+    );
+    let r = tern(&ep, &["put", "keys", r#"{"b":{"N":"1"}}"#]);
+    assert!(r.stderr.contains("Missing the key a"), "{}", r.stderr);
+    node.shutdown();
+    node.join().unwrap();
+}
