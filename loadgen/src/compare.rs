@@ -1,0 +1,424 @@
+//! `tern-loadgen compare`: tern beside Redis, same machine, same run, same workloads.
+//!
+//! For each server in turn (tern, then Redis) it starts the server pinned to one CPU,
+//! preloads the same keys, drives every workload with this process's engine pinned to
+//! another CPU, measures the server's CPU time per operation from /proc, and stops the
+//! server. Then it writes the side-by-side rows with ratios as JSON (the schema below) and
+//! as a Markdown section of docs/benchmarks.md.
+//!
+//! JSON schema (`target/bench/compare.json` and `--json FILE`):
+//! ```text
+//! {"date": "YYYY-MM-DD HH:MM:SS UTC", "machine": "...", "quick": bool,
+//!  "rows": [{"workload": NAME,
+//!            "tern":  {"ops_per_sec": F, "p50_us": F, "p99_us": F, "server_cpu_us_per_op": F,
+//!                      "loadgen_saturated": bool} | {"missing": "why"},
+//!            "redis": {same keys} | {"missing": "why"},
+//!            "ratio_ops": F | null,            // tern ops/s ÷ Redis ops/s
+//!            "ratio_cpu": F | null,            // tern CPU/op ÷ Redis CPU/op
+//!            "ratio_p99": F | null,            // tern p99 ÷ Redis p99
+//!            "missing": "why"?}]}              // present when a side could not run
+//! ```
+//! Workload names: get_p16, set_p16, get_p1, get_p1_half_load, ycsb_a, ycsb_b, ycsb_c,
+//! durable_set.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde_json::{Value as Json, json};
+
+/// What to compare and where to write it.
+#[derive(Debug, Clone)]
+pub struct CompareConfig {
+    pub quick: bool,
+    pub ternd: PathBuf,
+    pub redis_server: PathBuf,
+    /// Extra JSON output besides target/bench/compare.json.
+    pub json: Option<PathBuf>,
+    /// Markdown file whose compare section is replaced (docs/benchmarks.md); None = print only.
+    pub markdown: Option<PathBuf>,
+    pub server_cpu: usize,
+    pub loadgen_cpu: usize,
+    /// Keys preloaded into both servers.
+    pub keys: u64,
+    pub value_bytes: u32,
+}
+
+/// One workload of the comparison.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub name: &'static str,
+    /// `--workload` syntax (get, set, ycsb-a, ...).
+    pub workload: &'static str,
+    pub dist: &'static str,
+    pub connections: usize,
+    pub depth: usize,
+    /// Open loop at this fraction of the same server's `get_p1` rate.
+    pub half_of_get_p1: bool,
+    /// Needs a durable server (fsync before ack).
+    pub durable: bool,
+}
+
+pub const ROWS: &[Row] = &[
+    Row { name: "get_p16", workload: "get", dist: "uniform", connections: 50, depth: 16, half_of_get_p1: false, durable: false },
+    Row { name: "set_p16", workload: "set", dist: "uniform", connections: 50, depth: 16, half_of_get_p1: false, durable: false },
+    Row { name: "get_p1", workload: "get", dist: "uniform", connections: 50, depth: 1, half_of_get_p1: false, durable: false },
+    Row { name: "get_p1_half_load", workload: "get", dist: "uniform", connections: 50, depth: 1, half_of_get_p1: true, durable: false },
+    Row { name: "ycsb_a", workload: "ycsb-a", dist: "zipfian", connections: 50, depth: 1, half_of_get_p1: false, durable: false },
+    Row { name: "ycsb_b", workload: "ycsb-b", dist: "zipfian", connections: 50, depth: 1, half_of_get_p1: false, durable: false },
+    Row { name: "ycsb_c", workload: "ycsb-c", dist: "zipfian", connections: 50, depth: 1, half_of_get_p1: false, durable: false },
+    Row { name: "durable_set", workload: "set", dist: "uniform", connections: 50, depth: 1, half_of_get_p1: false, durable: true },
+];
+
+/// Why tern cannot run the durable row yet.
+pub const TERN_NOT_DURABLE: &str =
+    "tern has no durable log yet (storage issue 5): fsync-before-ack cannot be measured";
+
+/// The figures of one side of one row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Side {
+    pub ops_per_sec: f64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub server_cpu_us_per_op: f64,
+    pub loadgen_saturated: bool,
+}
+
+impl Side {
+    fn to_json(&self) -> Json {
+        json!({
+            "ops_per_sec": self.ops_per_sec,
+            "p50_us": self.p50_us,
+            "p99_us": self.p99_us,
+            "server_cpu_us_per_op": self.server_cpu_us_per_op,
+            "loadgen_saturated": self.loadgen_saturated,
+        })
+    }
+}
+
+/// One row's outcome: figures, or why a side is missing.
+pub type Outcome = Result<Side, String>;
+
+/// The server kinds compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Server {
+    Tern,
+    Redis,
+}
+
+impl Server {
+    pub fn name(self) -> &'static str {
+        match self {
+            Server::Tern => "tern",
+            Server::Redis => "redis",
+        }
+    }
+
+    pub fn protocol(self) -> &'static str {
+        match self {
+            Server::Tern => "tern",
+            Server::Redis => "resp",
+        }
+    }
+}
+
+/// A server process pinned to one CPU, stopped when dropped.
+pub struct ServerProcess {
+    child: Child,
+    pub port: u16,
+}
+
+impl ServerProcess {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn target(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// `ternd --cores 1 --first-cpu CPU --port 0`; waits for its listening line.
+    pub fn start_tern(ternd: &Path, cpu: usize) -> anyhow::Result<ServerProcess> {
+        let mut child = Command::new(ternd)
+            .args(["--cores", "1", "--port", "0", "--first-cpu", &cpu.to_string()])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("starting {}", ternd.display()))?;
+        let stdout = child.stdout.take().context("ternd stdout")?;
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line)?;
+        let doc: Json = serde_json::from_str(line.trim())
+            .with_context(|| format!("ternd's first line is not its listening JSON: {line:?}"))?;
+        let port = doc["shared_port"].as_u64().context("shared_port")? as u16;
+        Ok(ServerProcess { child, port })
+    }
+
+    /// `redis-server` pinned with taskset, no persistence (or appendfsync always).
+    pub fn start_redis(redis: &Path, cpu: usize, durable: bool, dir: &Path) -> anyhow::Result<ServerProcess> {
+        let port = free_port()?;
+        let mut args: Vec<String> = vec![
+            "-c".into(),
+            cpu.to_string(),
+            redis.display().to_string(),
+            "--port".into(),
+            port.to_string(),
+            "--bind".into(),
+            "127.0.0.1".into(),
+            "--save".into(),
+            "".into(),
+            "--dir".into(),
+            dir.display().to_string(),
+            "--protected-mode".into(),
+            "no".into(),
+        ];
+        if durable {
+            args.extend(["--appendonly", "yes", "--appendfsync", "always"].map(String::from));
+        } else {
+            args.extend(["--appendonly", "no"].map(String::from));
+        }
+        let child = Command::new("taskset")
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("starting redis-server under taskset")?;
+        let process = ServerProcess { child, port };
+        wait_for_redis(port)?;
+        Ok(process)
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        // SIGTERM first so the server exits cleanly; SIGKILL if it lingers.
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
+/// PINGs until Redis answers PONG (5 s at most).
+fn wait_for_redis(port: u16) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
+            s.set_read_timeout(Some(Duration::from_secs(1)))?;
+            s.write_all(b"PING\r\n")?;
+            let mut buf = [0u8; 7];
+            if s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n" {
+                return Ok(());
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("redis-server did not answer PING on port {port} within 5 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// "CPU model, N vCPU, kernel".
+pub fn machine_description() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name").and_then(|r| r.split_once(':')).map(|(_, m)| m.trim().to_owned()))
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!("{model}, {cpus} vCPU, Linux {}", kernel.trim())
+}
+
+fn ratio(a: f64, b: f64) -> Option<f64> {
+    (b > 0.0 && a.is_finite()).then(|| a / b)
+}
+
+/// The JSON report of a comparison.
+pub fn report_json(date: &str, machine: &str, quick: bool, rows: &[(&Row, Outcome, Outcome)]) -> Json {
+    let rows: Vec<Json> = rows
+        .iter()
+        .map(|(row, tern, redis)| {
+            let side = |o: &Outcome| match o {
+                Ok(s) => s.to_json(),
+                Err(why) => json!({ "missing": why }),
+            };
+            let mut doc = json!({
+                "workload": row.name,
+                "tern": side(tern),
+                "redis": side(redis),
+                "ratio_ops": null,
+                "ratio_cpu": null,
+                "ratio_p99": null,
+            });
+            match (tern, redis) {
+                (Ok(t), Ok(r)) => {
+                    doc["ratio_ops"] = json!(ratio(t.ops_per_sec, r.ops_per_sec));
+                    doc["ratio_cpu"] = json!(ratio(t.server_cpu_us_per_op, r.server_cpu_us_per_op));
+                    doc["ratio_p99"] = json!(ratio(t.p99_us, r.p99_us));
+                }
+                (Err(why), _) | (_, Err(why)) => doc["missing"] = json!(why),
+            }
+            doc
+        })
+        .collect();
+    json!({ "date": date, "machine": machine, "quick": quick, "rows": rows })
+}
+
+/// The Markdown section for docs/benchmarks.md, rendered from the JSON report.
+pub fn report_markdown(report: &Json, command: &str) -> String {
+    let mut md = String::new();
+    md.push_str(&format!(
+        "Command: `{command}`  \nMachine: {}  \nDate: {}{}\n\n",
+        report["machine"].as_str().unwrap_or("?"),
+        report["date"].as_str().unwrap_or("?"),
+        if report["quick"].as_bool() == Some(true) { " (quick run)" } else { "" },
+    ));
+    md.push_str("| workload | tern ops/s | Redis ops/s | ops ratio | tern p50 / p99 µs | Redis p50 / p99 µs | tern CPU µs/op | Redis CPU µs/op | CPU ratio |\n");
+    md.push_str("|---|---|---|---|---|---|---|---|---|\n");
+    let num = |v: &Json, key: &str| v[key].as_f64();
+    let fmt_rate = |v: Option<f64>| v.map_or("—".to_owned(), |x| if x >= 1e6 { format!("{:.2} M", x / 1e6) } else { format!("{:.0} k", x / 1e3) });
+    let fmt = |v: Option<f64>, digits: usize| v.map_or("—".to_owned(), |x| format!("{x:.digits$}"));
+    for row in report["rows"].as_array().into_iter().flatten() {
+        let (t, r) = (&row["tern"], &row["redis"]);
+        let lat = |s: &Json| match (num(s, "p50_us"), num(s, "p99_us")) {
+            (Some(a), Some(b)) => format!("{a:.1} / {b:.1}"),
+            _ => "—".into(),
+        };
+        md.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            row["workload"].as_str().unwrap_or("?"),
+            fmt_rate(num(t, "ops_per_sec")),
+            fmt_rate(num(r, "ops_per_sec")),
+            fmt(num(row, "ratio_ops"), 2),
+            lat(t),
+            lat(r),
+            fmt(num(t, "server_cpu_us_per_op"), 2),
+            fmt(num(r, "server_cpu_us_per_op"), 2),
+            fmt(num(row, "ratio_cpu"), 2),
+        ));
+    }
+    let missing: Vec<String> = report["rows"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|row| row["missing"].as_str().map(|why| format!("* `{}`: {why}", row["workload"].as_str().unwrap_or("?"))))
+        .collect();
+    if !missing.is_empty() {
+        md.push_str("\nMissing:\n");
+        md.push_str(&missing.join("\n"));
+        md.push('\n');
+    }
+    let saturated: Vec<String> = report["rows"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|row| {
+            ["tern", "redis"].into_iter().filter_map(move |side| {
+                (row[side]["loadgen_saturated"].as_bool() == Some(true))
+                    .then(|| format!("`{}` ({side})", row["workload"].as_str().unwrap_or("?")))
+            })
+        })
+        .collect();
+    if !saturated.is_empty() {
+        md.push_str(&format!(
+            "\nWarning: the load generator was saturated (≥ 90 % busy) in {}; those rates are lower bounds.\n",
+            saturated.join(", ")
+        ));
+    }
+    md.push_str("\nTargets (issue 4):\n\n");
+    let row = |name: &str| report["rows"].as_array().into_iter().flatten().find(|r| r["workload"] == name).cloned().unwrap_or(Json::Null);
+    let check = |what: &str, value: Option<f64>, ok: &dyn Fn(f64) -> bool, goal: &str| {
+        match value {
+            Some(v) => format!("* {what}: {v:.2} (goal {goal}) — {}\n", if ok(v) { "met" } else { "not met" }),
+            None => format!("* {what}: not measured (goal {goal})\n"),
+        }
+    };
+    md.push_str(&check("pipelined GET ops, tern ÷ Redis", num(&row("get_p16"), "ratio_ops"), &|v| v >= 2.0, "≥ 2"));
+    md.push_str(&check("server CPU per pipelined GET, tern ÷ Redis", num(&row("get_p16"), "ratio_cpu"), &|v| v <= 0.4, "≤ 0.4"));
+    md.push_str(&check("unpipelined GET ops (P1 c50), tern ÷ Redis", num(&row("get_p1"), "ratio_ops"), &|v| v >= 1.0, "≥ 1.0"));
+    md.push_str(&check("server CPU per unpipelined GET, tern ÷ Redis", num(&row("get_p1"), "ratio_cpu"), &|v| v <= 0.8, "≤ 0.8"));
+    md.push_str(&check("p99 at half load, tern ÷ Redis", num(&row("get_p1_half_load"), "ratio_p99"), &|v| v <= 0.8, "≤ 0.8"));
+    md
+}
+
+pub const SECTION_BEGIN: &str = "<!-- compare:begin (written by benches/compare; edits here are overwritten) -->";
+pub const SECTION_END: &str = "<!-- compare:end -->";
+
+/// Replaces (or appends) the compare section of a Markdown document.
+pub fn replace_section(doc: &str, section: &str) -> String {
+    let body = format!("{SECTION_BEGIN}\n{section}{SECTION_END}");
+    match (doc.find(SECTION_BEGIN), doc.find(SECTION_END)) {
+        (Some(b), Some(e)) if e > b => format!("{}{}{}", &doc[..b], body, &doc[e + SECTION_END.len()..]),
+        _ => format!("{}\n## tern vs Redis (benches/compare)\n\n{body}\n", doc.trim_end()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn side(ops: f64, cpu: f64, p99: f64) -> Side {
+        Side { ops_per_sec: ops, p50_us: p99 / 2.0, p99_us: p99, server_cpu_us_per_op: cpu, loadgen_saturated: false }
+    }
+
+    #[test]
+    fn json_has_the_documented_shape() {
+        let rows: Vec<(&Row, Outcome, Outcome)> = ROWS
+            .iter()
+            .map(|r| {
+                let tern = if r.durable { Err(TERN_NOT_DURABLE.to_owned()) } else { Ok(side(2e6, 0.3, 40.0)) };
+                (r, tern, Ok(side(1e6, 1.2, 80.0)))
+            })
+            .collect();
+        let doc = report_json("2026-11-25 00:00:00 UTC", "test machine", true, &rows);
+        assert_eq!(doc["quick"], true);
+        let rows = doc["rows"].as_array().unwrap();
+        let names: Vec<&str> = rows.iter().map(|r| r["workload"].as_str().unwrap()).collect();
+        assert_eq!(names, ["get_p16", "set_p16", "get_p1", "get_p1_half_load", "ycsb_a", "ycsb_b", "ycsb_c", "durable_set"]);
+        for row in rows {
+            for side in ["tern", "redis"] {
+                let s = &row[side];
+                if s.get("missing").is_none() {
+                    for key in ["ops_per_sec", "p50_us", "p99_us", "server_cpu_us_per_op"] {
+                        assert!(s[key].is_f64(), "{side}.{key} in {row}");
+                    }
+                }
+            }
+        }
+        assert_eq!(rows[0]["ratio_ops"], 2.0);
+        assert_eq!(rows[0]["ratio_cpu"], 0.25);
+        assert_eq!(rows[7]["missing"], TERN_NOT_DURABLE);
+        assert!(rows[7]["ratio_ops"].is_null());
+        let md = report_markdown(&doc, "benches/compare --quick");
+        assert!(md.contains("| get_p16 | 2.00 M | 1.00 M | 2.00 |"), "{md}");
+        assert!(md.contains("pipelined GET ops, tern ÷ Redis: 2.00 (goal ≥ 2) — met"), "{md}");
+        assert!(md.contains("`durable_set`: tern has no durable log yet"), "{md}");
+    }
+
+    #[test]
+    fn the_section_is_replaced_not_duplicated() {
+        let doc = "# Benchmarks\n\nintro\n";
+        let once = replace_section(doc, "first\n");
+        assert!(once.contains("first"));
+        let twice = replace_section(&once, "second\n");
+        assert!(twice.contains("second") && !twice.contains("first"));
+        assert_eq!(twice.matches(SECTION_BEGIN).count(), 1);
+        assert!(twice.starts_with("# Benchmarks\n\nintro"));
+    }
+}

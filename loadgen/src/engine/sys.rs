@@ -1,0 +1,379 @@
+//! The unsafe edges of the engine, kept in one place.
+//!
+//! * [`Ring`]: a thread's io_uring ring (the `io-uring` crate) created with SINGLE_ISSUER |
+//!   DEFER_TASKRUN, the few operations the engine submits, entering the kernel (with or
+//!   without waiting) and reaping completions.
+//! * [`BufRing`]: the provided-buffer ring that multishot receives fill.
+//! * [`pin_to_cpu`]: `sched_setaffinity` of the calling thread.
+//!
+//! The contract with the rest of the engine: a buffer passed to [`Ring::send`] stays alive
+//! and untouched until that send's completion is reaped (a connection's in-flight send
+//! buffer is never written while `send_in_flight`), every socket outlives the operations
+//! on it, and [`BufRing`] outlives every receive that may write into it (the worker drops
+//! the ring, which ends every operation, before the buffers; when operations may still be
+//! running the buffers are leaked instead).
+#![allow(unsafe_code)]
+
+use std::io;
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::Duration;
+
+use io_uring::{EnterFlags, IoUring, opcode, squeue, types};
+
+/// One reaped completion, copied out of the CQ so handlers may submit while processing.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Completion {
+    pub user_data: u64,
+    pub result: i32,
+    pub flags: u32,
+}
+
+/// A thread's ring.
+pub(super) struct Ring {
+    ring: IoUring,
+    /// SINGLE_ISSUER | DEFER_TASKRUN took effect.
+    pub(super) tuned: bool,
+}
+
+impl Ring {
+    /// Creates the ring with SINGLE_ISSUER | DEFER_TASKRUN (completion work runs only when
+    /// this thread enters the kernel: no interrupts of the running loop), falling back to
+    /// a plain ring when the kernel refuses them; `warning` then says so.
+    pub(super) fn new(sq_entries: u32, cq_entries: u32) -> io::Result<(Ring, Option<String>)> {
+        let tuned = IoUring::builder()
+            .setup_single_issuer()
+            .setup_defer_taskrun()
+            .setup_cqsize(cq_entries)
+            .build(sq_entries);
+        match tuned {
+            Ok(ring) => Ok((Ring { ring, tuned: true }, None)),
+            Err(tuned_err) => {
+                let ring = IoUring::builder()
+                    .setup_cqsize(cq_entries)
+                    .build(sq_entries)
+                    .map_err(|e| {
+                        io::Error::new(
+                            e.kind(),
+                            format!(
+                                "could not create an io_uring ring ({sq_entries} SQ / {cq_entries} CQ \
+                                 entries): {e}. ENOMEM or EPERM usually mean the locked-memory \
+                                 limit (`ulimit -l`) is exhausted or io_uring is disabled \
+                                 (sysctl kernel.io_uring_disabled); ENOSYS means a kernel \
+                                 without io_uring"
+                            ),
+                        )
+                    })?;
+                let warning = format!(
+                    "io_uring refused SINGLE_ISSUER | DEFER_TASKRUN ({tuned_err}; kernel older \
+                     than 6.1?): using a plain ring, which costs more interrupts per reply"
+                );
+                Ok((Ring { ring, tuned: false }, Some(warning)))
+            }
+        }
+    }
+
+    fn push(&mut self, entry: squeue::Entry) -> io::Result<()> {
+        loop {
+            // SAFETY: every entry comes from the constructors below; the memory each one
+            // points to stays valid until its completion (see the module contract): a
+            // send's buffer, or nothing at all (receive into provided buffers, cancel).
+            if unsafe { self.ring.submission().push(&entry) }.is_ok() {
+                return Ok(());
+            }
+            // SQ full: hand the queued entries to the kernel to make room.
+            self.ring.submit()?;
+        }
+    }
+
+    /// Queues a multishot receive on `socket` into buffers of group `buf_group`.
+    pub(super) fn recv_multi(
+        &mut self,
+        socket: RawFd,
+        buf_group: u16,
+        user_data: u64,
+    ) -> io::Result<()> {
+        let entry = opcode::RecvMulti::new(types::Fd(socket), buf_group)
+            .build()
+            .user_data(user_data);
+        self.push(entry)
+    }
+
+    /// Queues a send of `buf` (at most 1 GiB of it; the completion says how much went).
+    /// `buf` must stay alive and unchanged until the completion is reaped.
+    pub(super) fn send(&mut self, socket: RawFd, buf: &[u8], user_data: u64) -> io::Result<()> {
+        let len = buf.len().min(1 << 30) as u32;
+        let entry = opcode::Send::new(types::Fd(socket), buf.as_ptr(), len)
+            .flags(libc::MSG_NOSIGNAL)
+            .build()
+            .user_data(user_data);
+        self.push(entry)
+    }
+
+    /// Queues the cancellation of every operation submitted with `target`.
+    pub(super) fn cancel(&mut self, target: u64, user_data: u64) -> io::Result<()> {
+        self.push(
+            opcode::AsyncCancel::new(target)
+                .build()
+                .user_data(user_data),
+        )
+    }
+
+    /// Whether the CQ holds completions not yet reaped.
+    pub(super) fn has_completions(&mut self) -> bool {
+        !self.ring.completion().is_empty()
+    }
+
+    /// Submits every queued entry and runs deferred completion work, without waiting:
+    /// afterwards the CQ holds everything that has completed.
+    pub(super) fn enter_nowait(&mut self) -> io::Result<()> {
+        loop {
+            let to_submit = self.ring.submission().len() as u32;
+            // SAFETY: no extended argument: a null pointer of size 0 is passed; the queued
+            // entries are valid (see `push`).
+            let entered = unsafe {
+                self.ring.submitter().enter::<libc::sigset_t>(
+                    to_submit,
+                    0,
+                    EnterFlags::GETEVENTS.bits(),
+                    None,
+                )
+            };
+            match entered {
+                Ok(_) => return Ok(()),
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+                // CQ overflow backlog or a transient allocation failure: reap what is
+                // there and try again on the next turn.
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EBUSY | libc::EAGAIN)) => {
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Submits every queued entry and sleeps until a completion arrives or `timeout`
+    /// passes (a timeout, a signal or a busy CQ are not errors: the caller looks at the
+    /// clock and the CQ either way).
+    pub(super) fn enter_wait(&mut self, timeout: Duration) -> io::Result<()> {
+        let ts = types::Timespec::new()
+            .sec(timeout.as_secs())
+            .nsec(timeout.subsec_nanos());
+        let args = types::SubmitArgs::new().timespec(&ts);
+        match self.ring.submitter().submit_with_args(1, &args) {
+            Ok(_) => Ok(()),
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN)
+                ) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Moves up to `max` completions from the CQ into `into`; returns how many.
+    pub(super) fn reap(&mut self, into: &mut Vec<Completion>, max: usize) -> usize {
+        let before = into.len();
+        let cq = self.ring.completion();
+        into.extend(cq.take(max).map(|cqe| Completion {
+            user_data: cqe.user_data(),
+            result: cqe.result(),
+            flags: cqe.flags(),
+        }));
+        into.len() - before
+    }
+}
+
+/// The kernel's `struct io_uring_buf`; the ring's tail overlaps `resv` of entry 0.
+#[repr(C)]
+struct RawBuf {
+    addr: u64,
+    len: u32,
+    bid: u16,
+    resv: u16,
+}
+
+const _: () = assert!(std::mem::size_of::<RawBuf>() == 16);
+
+/// Provided receive buffers: `count` buffers of `size` bytes, handed to the kernel through
+/// a registered buffer ring; a multishot receive picks one per completion.
+pub(super) struct BufRing {
+    ring_mem: *mut u8,
+    ring_mem_bytes: usize,
+    data: *mut u8,
+    data_bytes: usize,
+    count: u16,
+    size: usize,
+    /// Our producer index into the ring (entries before it are the kernel's).
+    tail: u16,
+}
+
+// SAFETY: the mappings are owned by this value alone; moving it to another thread moves
+// that ownership (the engine creates and uses it on its worker thread only).
+unsafe impl Send for BufRing {}
+
+impl BufRing {
+    /// Maps the ring and the buffers, registers them as buffer group `group` of `ring`,
+    /// and gives every buffer to the kernel.
+    pub(super) fn new(ring: &Ring, group: u16, count: u16, size: usize) -> io::Result<BufRing> {
+        assert!(count.is_power_of_two() && count <= 32768);
+        assert!(size > 0 && size <= u32::MAX as usize);
+        let page = page_size();
+        let ring_mem_bytes = (count as usize * std::mem::size_of::<RawBuf>()).div_ceil(page) * page;
+        let data_bytes = count as usize * size;
+        let ring_mem = map_anonymous(ring_mem_bytes)?;
+        let data = match map_anonymous(data_bytes) {
+            Ok(p) => p,
+            Err(e) => {
+                unmap(ring_mem, ring_mem_bytes);
+                return Err(e);
+            }
+        };
+        let mut bufs = BufRing {
+            ring_mem,
+            ring_mem_bytes,
+            data,
+            data_bytes,
+            count,
+            size,
+            tail: 0,
+        };
+        // SAFETY: `ring_mem` is a page-aligned mapping of `count` entries that lives until
+        // `Drop`, and the worker drops the ring (unregistering the group) before it.
+        unsafe {
+            ring.ring
+                .submitter()
+                .register_buf_ring_with_flags(ring_mem as u64, count, group, 0)
+        }
+        .map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "registering {count} receive buffers of {size} bytes as a buffer ring: {e} \
+                     (needs Linux 5.19+)"
+                ),
+            )
+        })?;
+        for bid in 0..count {
+            bufs.write_entry(bid);
+        }
+        bufs.publish();
+        Ok(bufs)
+    }
+
+    fn write_entry(&mut self, bid: u16) {
+        assert!(bid < self.count);
+        let index = (self.tail & (self.count - 1)) as usize;
+        // SAFETY: `index < count`, so the entry lies inside the ring mapping, and `bid <
+        // count`, so the buffer lies inside the data mapping. The kernel reads only entries
+        // before the published tail; this one is at it. Fields are written through raw
+        // pointers, never touching entry 0's `resv` (the tail the kernel reads).
+        unsafe {
+            let entry = self.ring_mem.cast::<RawBuf>().add(index);
+            std::ptr::addr_of_mut!((*entry).addr)
+                .write(self.data.add(bid as usize * self.size) as u64);
+            std::ptr::addr_of_mut!((*entry).len).write(self.size as u32);
+            std::ptr::addr_of_mut!((*entry).bid).write(bid);
+        }
+        self.tail = self.tail.wrapping_add(1);
+    }
+
+    fn publish(&self) {
+        // SAFETY: the tail is entry 0's `resv`, inside the mapping and 2-byte aligned;
+        // AtomicU16 has u16's layout. The release store orders the entry writes before it,
+        // as the kernel's acquire load of the tail expects.
+        let tail = unsafe {
+            &*std::ptr::addr_of!((*self.ring_mem.cast::<RawBuf>()).resv).cast::<AtomicU16>()
+        };
+        tail.store(self.tail, Ordering::Release);
+    }
+
+    /// The first `len` bytes of buffer `bid`, which a completion just handed us.
+    pub(super) fn data(&self, bid: u16, len: usize) -> &[u8] {
+        assert!(
+            bid < self.count && len <= self.size,
+            "buffer {bid} / {len} bytes out of range"
+        );
+        // SAFETY: the range lies inside the data mapping. The kernel wrote these bytes and
+        // gave the buffer to us with the completion; it writes it again only after
+        // `recycle` (which takes `&mut self`, so not while this borrow lives).
+        unsafe { std::slice::from_raw_parts(self.data.add(bid as usize * self.size), len) }
+    }
+
+    /// Gives buffer `bid` back to the kernel.
+    pub(super) fn recycle(&mut self, bid: u16) {
+        self.write_entry(bid);
+        self.publish();
+    }
+
+    /// Gives up the mappings without unmapping them: used when the kernel might still
+    /// write into the buffers (operations that did not finish).
+    pub(super) fn leak(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for BufRing {
+    fn drop(&mut self) {
+        unmap(self.data, self.data_bytes);
+        unmap(self.ring_mem, self.ring_mem_bytes);
+    }
+}
+
+fn page_size() -> usize {
+    // SAFETY: sysconf takes no pointers.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if page > 0 { page as usize } else { 4096 }
+}
+
+fn map_anonymous(bytes: usize) -> io::Result<*mut u8> {
+    // SAFETY: a new private anonymous mapping; no existing memory is affected.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            bytes,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(p.cast())
+    }
+}
+
+fn unmap(p: *mut u8, bytes: usize) {
+    // SAFETY: `p`/`bytes` is a mapping made by `map_anonymous` and unmapped only once.
+    let rc = unsafe { libc::munmap(p.cast(), bytes) };
+    debug_assert_eq!(rc, 0, "munmap failed");
+}
+
+/// Pins the calling thread to `cpu`.
+pub(crate) fn pin_to_cpu(cpu: usize) -> io::Result<()> {
+    if cpu >= libc::CPU_SETSIZE as usize {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("CPU {cpu} is beyond CPU_SETSIZE"),
+        ));
+    }
+    // SAFETY: cpu_set_t is a plain bit array; all-zero is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `cpu < CPU_SETSIZE`, checked above, so the bit lies inside `set`.
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    // SAFETY: pid 0 is the calling thread; `set` is a valid cpu_set_t of the size passed.
+    let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+    if rc != 0 {
+        let e = io::Error::last_os_error();
+        return Err(io::Error::new(
+            e.kind(),
+            format!("pinning a thread to CPU {cpu}: {e} (is the CPU online and allowed?)"),
+        ));
+    }
+    Ok(())
+}
