@@ -39,9 +39,13 @@ const ECHO_MAX_CHARS: usize = 64;
 
 /// What validation learned about an item.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ItemInfo {
+pub struct ItemInfo<'a> {
     /// The item's size as DynamoDB counts it (module docs); ≤ `ITEM_SIZE_MAX_BYTES`.
     pub size_bytes: usize,
+    /// The partition key value, checked against the schema.
+    pub partition_key: KeyRef<'a>,
+    /// The sort key value, when the table has one.
+    pub sort_key: Option<KeyRef<'a>>,
 }
 
 /// The size DynamoDB counts for a value (rules in the module docs).
@@ -85,7 +89,10 @@ pub fn item_size(item: &ArchivedItem) -> usize {
 /// nesting depth ≤ 32; numbers canonical, ≤ 38 digits and in range; sets non-empty,
 /// sorted and unique (SS and BS bytewise, NS numerically); item size ≤ 400 KB.
 /// Non-key S and B values may be empty.
-pub fn validate_item(item: &ArchivedItem, schema: &KeySchema) -> Result<ItemInfo, ApiError> {
+pub fn validate_item<'a>(
+    item: &'a ArchivedItem,
+    schema: &KeySchema,
+) -> Result<ItemInfo<'a>, ApiError> {
     // The walk first: key lookup is a binary search that relies on sorted names.
     let size_bytes = check_attrs(&item.attrs, 1)?;
     let (pk, sk) = keys::extract_key(schema, item)?;
@@ -96,13 +103,20 @@ pub fn validate_item(item: &ArchivedItem, schema: &KeySchema) -> Result<ItemInfo
              {ITEM_SIZE_MAX_BYTES})"
         )));
     }
-    Ok(ItemInfo { size_bytes })
+    Ok(ItemInfo {
+        size_bytes,
+        partition_key: pk,
+        sort_key: sk,
+    })
 }
 
 /// Checks a key (GetItem, DeleteItem, BatchGet, ExclusiveStartKey): it must hold exactly
 /// the schema's key attributes, with the schema's types, and obey the key value rules of
-/// [`validate_item`].
-pub fn validate_key(key: &ArchivedItem, schema: &KeySchema) -> Result<(), ApiError> {
+/// [`validate_item`]. Returns the partition and sort key values it found.
+pub fn validate_key<'a>(
+    key: &'a ArchivedItem,
+    schema: &KeySchema,
+) -> Result<(KeyRef<'a>, Option<KeyRef<'a>>), ApiError> {
     let mismatch = || ApiError::validation("The provided key element does not match the schema");
     let expected = 1 + usize::from(schema.sort.is_some());
     if key.attrs.len() != expected {
@@ -129,7 +143,8 @@ pub fn validate_key(key: &ArchivedItem, schema: &KeySchema) -> Result<(), ApiErr
         }
     }
     let (pk, sk) = keys::extract_key(schema, key)?;
-    keys::check_key_values(schema, pk, sk)
+    keys::check_key_values(schema, pk, sk)?;
+    Ok((pk, sk))
 }
 
 /// A name shortened for an error message.
@@ -310,15 +325,16 @@ mod tests {
         Item::from_attrs(attrs.into_iter().map(|(n, v)| (n.to_owned(), v)))
     }
 
-    fn validate(item: &Item, schema: &KeySchema) -> Result<ItemInfo, ApiError> {
+    /// The item's DynamoDB size, or why it is invalid.
+    fn validate(item: &Item, schema: &KeySchema) -> Result<usize, ApiError> {
         let bytes = item.encode();
-        validate_item(access_item(&bytes).unwrap(), schema)
+        validate_item(access_item(&bytes).unwrap(), schema).map(|info| info.size_bytes)
     }
 
     #[track_caller]
     fn ok(item: &Item, schema: &KeySchema) -> usize {
         match validate(item, schema) {
-            Ok(info) => info.size_bytes,
+            Ok(size) => size,
             Err(e) => panic!("rejected: {e}"),
         }
     }
@@ -326,7 +342,7 @@ mod tests {
     #[track_caller]
     fn fails(item: &Item, schema: &KeySchema, message: &str) {
         match validate(item, schema) {
-            Ok(info) => panic!("accepted ({} bytes), expected {message:?}", info.size_bytes),
+            Ok(size) => panic!("accepted ({size} bytes), expected {message:?}"),
             Err(e) => {
                 assert_eq!(e.code, ErrorCode::ValidationException);
                 assert!(
@@ -698,7 +714,7 @@ mod tests {
 
     fn check_key(key: &Item, schema: &KeySchema) -> Result<(), ApiError> {
         let bytes = key.encode();
-        validate_key(access_item(&bytes).unwrap(), schema)
+        validate_key(access_item(&bytes).unwrap(), schema).map(|_| ())
     }
 
     #[test]

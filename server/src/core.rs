@@ -416,7 +416,7 @@ impl Core {
         let mut shard = self.shard.borrow_mut();
         let t = shard.table_mut(table)?;
         let info = validate_item(item, &t.schema)?;
-        let (pk, sk) = extract_key(&t.schema, item)?;
+        let (pk, sk) = (info.partition_key, info.sort_key);
         let hash = partition_hash(table, pk);
         if let Some(owner) = self.route(hash, forwarded)? {
             return Ok(Outcome::Forward(owner));
@@ -457,8 +457,7 @@ impl Core {
         let key_item = access_item(req.key.as_slice())?;
         let shard = self.shard.borrow();
         let t = shard.table(table)?;
-        validate_key(key_item, &t.schema)?;
-        let (pk, sk) = extract_key(&t.schema, key_item)?;
+        let (pk, sk) = validate_key(key_item, &t.schema)?;
         let hash = partition_hash(table, pk);
         if let Some(owner) = self.route(hash, forwarded)? {
             return Ok(Outcome::Forward(owner));
@@ -476,8 +475,7 @@ impl Core {
         let key_item = access_item(req.key.as_slice())?;
         let mut shard = self.shard.borrow_mut();
         let t = shard.table_mut(table)?;
-        validate_key(key_item, &t.schema)?;
-        let (pk, sk) = extract_key(&t.schema, key_item)?;
+        let (pk, sk) = validate_key(key_item, &t.schema)?;
         let hash = partition_hash(table, pk);
         if let Some(owner) = self.route(hash, forwarded)? {
             return Ok(Outcome::Forward(owner));
@@ -518,8 +516,7 @@ impl Core {
             sort_key_range(&prefix, schema.sort.as_ref(), req.sort_key.as_ref())?;
         if let Some(esk) = req.exclusive_start_key.as_ref() {
             let start = access_item(esk.as_slice())?;
-            validate_key(start, schema)?;
-            let (spk, ssk) = extract_key(schema, start)?;
+            let (spk, ssk) = validate_key(start, schema)?;
             if spk != pk {
                 return Err(ApiError::validation(
                     "The provided starting key is invalid: its partition key does not match the query's",
@@ -598,8 +595,7 @@ impl Core {
             let start = access_item(esk).map_err(|e| {
                 ApiError::validation(format!("The provided starting key is invalid: {e}"))
             })?;
-            validate_key(start, &schema)?;
-            let (pk, sk) = extract_key(&schema, start)?;
+            let (pk, sk) = validate_key(start, &schema)?;
             let hash = partition_hash(&req.table, pk);
             if hash < seg_lo || hash > seg_hi {
                 return Err(ApiError::validation(
