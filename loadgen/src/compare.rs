@@ -63,14 +63,78 @@ pub struct Row {
 }
 
 pub const ROWS: &[Row] = &[
-    Row { name: "get_p16", workload: "get", dist: "uniform", connections: 50, depth: 16, half_of_get_p1: false, durable: false },
-    Row { name: "set_p16", workload: "set", dist: "uniform", connections: 50, depth: 16, half_of_get_p1: false, durable: false },
-    Row { name: "get_p1", workload: "get", dist: "uniform", connections: 50, depth: 1, half_of_get_p1: false, durable: false },
-    Row { name: "get_p1_half_load", workload: "get", dist: "uniform", connections: 50, depth: 1, half_of_get_p1: true, durable: false },
-    Row { name: "ycsb_a", workload: "ycsb-a", dist: "zipfian", connections: 50, depth: 1, half_of_get_p1: false, durable: false },
-    Row { name: "ycsb_b", workload: "ycsb-b", dist: "zipfian", connections: 50, depth: 1, half_of_get_p1: false, durable: false },
-    Row { name: "ycsb_c", workload: "ycsb-c", dist: "zipfian", connections: 50, depth: 1, half_of_get_p1: false, durable: false },
-    Row { name: "durable_set", workload: "set", dist: "uniform", connections: 50, depth: 1, half_of_get_p1: false, durable: true },
+    Row {
+        name: "get_p16",
+        workload: "get",
+        dist: "uniform",
+        connections: 50,
+        depth: 16,
+        half_of_get_p1: false,
+        durable: false,
+    },
+    Row {
+        name: "set_p16",
+        workload: "set",
+        dist: "uniform",
+        connections: 50,
+        depth: 16,
+        half_of_get_p1: false,
+        durable: false,
+    },
+    Row {
+        name: "get_p1",
+        workload: "get",
+        dist: "uniform",
+        connections: 50,
+        depth: 1,
+        half_of_get_p1: false,
+        durable: false,
+    },
+    Row {
+        name: "get_p1_half_load",
+        workload: "get",
+        dist: "uniform",
+        connections: 50,
+        depth: 1,
+        half_of_get_p1: true,
+        durable: false,
+    },
+    Row {
+        name: "ycsb_a",
+        workload: "ycsb-a",
+        dist: "zipfian",
+        connections: 50,
+        depth: 1,
+        half_of_get_p1: false,
+        durable: false,
+    },
+    Row {
+        name: "ycsb_b",
+        workload: "ycsb-b",
+        dist: "zipfian",
+        connections: 50,
+        depth: 1,
+        half_of_get_p1: false,
+        durable: false,
+    },
+    Row {
+        name: "ycsb_c",
+        workload: "ycsb-c",
+        dist: "zipfian",
+        connections: 50,
+        depth: 1,
+        half_of_get_p1: false,
+        durable: false,
+    },
+    Row {
+        name: "durable_set",
+        workload: "set",
+        dist: "uniform",
+        connections: 50,
+        depth: 1,
+        half_of_get_p1: false,
+        durable: true,
+    },
 ];
 
 /// Why tern cannot run the durable row yet.
@@ -143,7 +207,14 @@ impl ServerProcess {
     /// `ternd --cores 1 --first-cpu CPU --port 0`; waits for its listening line.
     pub fn start_tern(ternd: &Path, cpu: usize) -> anyhow::Result<ServerProcess> {
         let mut child = Command::new(ternd)
-            .args(["--cores", "1", "--port", "0", "--first-cpu", &cpu.to_string()])
+            .args([
+                "--cores",
+                "1",
+                "--port",
+                "0",
+                "--first-cpu",
+                &cpu.to_string(),
+            ])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -159,7 +230,12 @@ impl ServerProcess {
     }
 
     /// `redis-server` pinned with taskset, no persistence (or appendfsync always).
-    pub fn start_redis(redis: &Path, cpu: usize, durable: bool, dir: &Path) -> anyhow::Result<ServerProcess> {
+    pub fn start_redis(
+        redis: &Path,
+        cpu: usize,
+        durable: bool,
+        dir: &Path,
+    ) -> anyhow::Result<ServerProcess> {
         let port = free_port()?;
         let mut args: Vec<String> = vec![
             "-c".into(),
@@ -196,7 +272,9 @@ impl ServerProcess {
 impl Drop for ServerProcess {
     fn drop(&mut self) {
         // SIGTERM first so the server exits cleanly; SIGKILL if it lingers.
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -238,7 +316,11 @@ pub fn machine_description() -> String {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo
         .lines()
-        .find_map(|l| l.strip_prefix("model name").and_then(|r| r.split_once(':')).map(|(_, m)| m.trim().to_owned()))
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .and_then(|r| r.split_once(':'))
+                .map(|(_, m)| m.trim().to_owned())
+        })
         .unwrap_or_else(|| "unknown CPU".into());
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
@@ -249,8 +331,241 @@ fn ratio(a: f64, b: f64) -> Option<f64> {
     (b > 0.0 && a.is_finite()).then(|| a / b)
 }
 
+/// Runs the whole comparison and writes its outputs; returns the JSON report.
+pub fn run_compare(cfg: &CompareConfig, command: &str) -> anyhow::Result<Json> {
+    let (duration, warmup) = if cfg.quick {
+        (Duration::from_secs(3), Duration::from_secs(1))
+    } else {
+        (Duration::from_secs(8), Duration::from_secs(2))
+    };
+    let scratch = tempfile::tempdir().context("a scratch directory for redis-server")?;
+    let mut outcomes: Vec<(Outcome, Outcome)> = ROWS
+        .iter()
+        .map(|_| (Err("not run".into()), Err("not run".into())))
+        .collect();
+    for server in [Server::Tern, Server::Redis] {
+        eprintln!(
+            "compare: {} (server on CPU {}, load generator on CPU {})",
+            server.name(),
+            cfg.server_cpu,
+            cfg.loadgen_cpu
+        );
+        let process = match server {
+            Server::Tern => ServerProcess::start_tern(&cfg.ternd, cfg.server_cpu)?,
+            Server::Redis => ServerProcess::start_redis(
+                &cfg.redis_server,
+                cfg.server_cpu,
+                false,
+                scratch.path(),
+            )?,
+        };
+        let mut get_p1_rate = None;
+        let mut loaded = false;
+        for (i, row) in ROWS.iter().enumerate() {
+            if row.durable {
+                continue;
+            }
+            let rate = if row.half_of_get_p1 {
+                match get_p1_rate {
+                    Some(r) => Some(r * 0.5),
+                    None => {
+                        set_outcome(
+                            &mut outcomes[i],
+                            server,
+                            Err("get_p1 did not run, so half of its rate is unknown".into()),
+                        );
+                        continue;
+                    }
+                }
+            } else {
+                None
+            };
+            let load = (!loaded).then_some(cfg.keys);
+            let outcome = measure(cfg, server, &process, row, rate, load, duration, warmup);
+            loaded |= outcome.is_ok();
+            if row.name == "get_p1" {
+                get_p1_rate = outcome.as_ref().ok().map(|s| s.ops_per_sec);
+            }
+            report_progress(server, row, &outcome);
+            set_outcome(&mut outcomes[i], server, outcome);
+        }
+        drop(process);
+    }
+    // The durable row: Redis with appendfsync always; tern has no log yet.
+    for (i, row) in ROWS.iter().enumerate().filter(|(_, r)| r.durable) {
+        set_outcome(&mut outcomes[i], Server::Tern, Err(TERN_NOT_DURABLE.into()));
+        let outcome =
+            ServerProcess::start_redis(&cfg.redis_server, cfg.server_cpu, true, scratch.path())
+                .map_err(|e| format!("redis-server (appendfsync always) did not start: {e:#}"))
+                .and_then(|process| {
+                    measure(
+                        cfg,
+                        Server::Redis,
+                        &process,
+                        row,
+                        None,
+                        None,
+                        duration,
+                        warmup,
+                    )
+                });
+        report_progress(Server::Redis, row, &outcome);
+        set_outcome(&mut outcomes[i], Server::Redis, outcome);
+    }
+    let rows: Vec<(&Row, Outcome, Outcome)> = ROWS
+        .iter()
+        .zip(outcomes)
+        .map(|(row, (t, r))| (row, t, r))
+        .collect();
+    let report = report_json(&utc_now(), &machine_description(), cfg.quick, &rows);
+    write_outputs(cfg, &report, command)?;
+    Ok(report)
+}
+
+fn set_outcome(slot: &mut (Outcome, Outcome), server: Server, outcome: Outcome) {
+    match server {
+        Server::Tern => slot.0 = outcome,
+        Server::Redis => slot.1 = outcome,
+    }
+}
+
+fn report_progress(server: Server, row: &Row, outcome: &Outcome) {
+    match outcome {
+        Ok(s) => eprintln!(
+            "compare: {:>6} {:<17} {:>10.0} ops/s  p50 {:>7.1} us  p99 {:>7.1} us  server {:>5.2} CPU us/op{}",
+            server.name(),
+            row.name,
+            s.ops_per_sec,
+            s.p50_us,
+            s.p99_us,
+            s.server_cpu_us_per_op,
+            if s.loadgen_saturated {
+                "  (load generator saturated)"
+            } else {
+                ""
+            }
+        ),
+        Err(why) => eprintln!(
+            "compare: {:>6} {:<17} missing: {why}",
+            server.name(),
+            row.name
+        ),
+    }
+}
+
+/// One row against one running server.
+#[allow(clippy::too_many_arguments)]
+fn measure(
+    cfg: &CompareConfig,
+    server: Server,
+    process: &ServerProcess,
+    row: &Row,
+    rate: Option<f64>,
+    load: Option<u64>,
+    duration: Duration,
+    warmup: Duration,
+) -> Outcome {
+    use crate::engine::{RunConfig, RunLength};
+    use crate::proto::ProtocolKind;
+    use crate::workload::{KeyDist, Mix, ValueSize, WorkloadSpec};
+    let parse =
+        || -> anyhow::Result<(Mix, KeyDist)> { Ok((row.workload.parse()?, row.dist.parse()?)) };
+    let (mix, dist) = parse().map_err(|e| format!("bad row definition: {e:#}"))?;
+    let protocol = match server {
+        Server::Tern => ProtocolKind::Tern,
+        Server::Redis => ProtocolKind::Resp,
+    };
+    let workload = WorkloadSpec {
+        mix,
+        keyspace: cfg.keys,
+        dist,
+        value: ValueSize::Fixed(cfg.value_bytes),
+        scan_len_max: 100,
+        seed: 0x7e57,
+    };
+    let mut config = RunConfig::new(process.target(), protocol, workload);
+    config.threads = 1;
+    config.connections = row.connections;
+    config.depth = row.depth;
+    config.cpus = vec![cfg.loadgen_cpu];
+    config.rate = rate;
+    config.length = RunLength::Duration(duration);
+    config.warmup = warmup;
+    config.load = load;
+    config.server_pid = Some(process.pid());
+    config.quiet = true;
+    let report = crate::engine::run(&config).map_err(|e| format!("run failed: {e:#}"))?;
+    if report.total.errors > 0 {
+        return Err(format!(
+            "{} of {} operations failed",
+            report.total.errors,
+            report.total.ops + report.total.errors
+        ));
+    }
+    Ok(Side {
+        ops_per_sec: report.total.ops_per_sec,
+        p50_us: report.total.p50_us,
+        p99_us: report.total.p99_us,
+        server_cpu_us_per_op: report.server_cpu_us_per_op.unwrap_or(f64::NAN),
+        loadgen_saturated: report.saturated,
+    })
+}
+
+/// target/bench/compare.json, `--json`, and the Markdown section.
+fn write_outputs(cfg: &CompareConfig, report: &Json, command: &str) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(report)? + "\n";
+    std::fs::create_dir_all("target/bench")?;
+    std::fs::write("target/bench/compare.json", &text)?;
+    if let Some(path) = &cfg.json {
+        std::fs::write(path, &text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    let section = report_markdown(report, command);
+    match &cfg.markdown {
+        Some(path) => {
+            let doc = std::fs::read_to_string(path).unwrap_or_default();
+            std::fs::write(path, replace_section(&doc, &section))
+                .with_context(|| format!("writing {}", path.display()))?;
+            eprintln!(
+                "compare: wrote target/bench/compare.json and {}",
+                path.display()
+            );
+        }
+        None => println!("{section}"),
+    }
+    Ok(())
+}
+
+/// "YYYY-MM-DD HH:MM:SS UTC" from the system clock (civil-from-days, no date crate).
+pub fn utc_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs()) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's days_from_civil inverse.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
 /// The JSON report of a comparison.
-pub fn report_json(date: &str, machine: &str, quick: bool, rows: &[(&Row, Outcome, Outcome)]) -> Json {
+pub fn report_json(
+    date: &str,
+    machine: &str,
+    quick: bool,
+    rows: &[(&Row, Outcome, Outcome)],
+) -> Json {
     let rows: Vec<Json> = rows
         .iter()
         .map(|(row, tern, redis)| {
@@ -287,13 +602,26 @@ pub fn report_markdown(report: &Json, command: &str) -> String {
         "Command: `{command}`  \nMachine: {}  \nDate: {}{}\n\n",
         report["machine"].as_str().unwrap_or("?"),
         report["date"].as_str().unwrap_or("?"),
-        if report["quick"].as_bool() == Some(true) { " (quick run)" } else { "" },
+        if report["quick"].as_bool() == Some(true) {
+            " (quick run)"
+        } else {
+            ""
+        },
     ));
     md.push_str("| workload | tern ops/s | Redis ops/s | ops ratio | tern p50 / p99 µs | Redis p50 / p99 µs | tern CPU µs/op | Redis CPU µs/op | CPU ratio |\n");
     md.push_str("|---|---|---|---|---|---|---|---|---|\n");
     let num = |v: &Json, key: &str| v[key].as_f64();
-    let fmt_rate = |v: Option<f64>| v.map_or("—".to_owned(), |x| if x >= 1e6 { format!("{:.2} M", x / 1e6) } else { format!("{:.0} k", x / 1e3) });
-    let fmt = |v: Option<f64>, digits: usize| v.map_or("—".to_owned(), |x| format!("{x:.digits$}"));
+    let fmt_rate = |v: Option<f64>| {
+        v.map_or("—".to_owned(), |x| {
+            if x >= 1e6 {
+                format!("{:.2} M", x / 1e6)
+            } else {
+                format!("{:.0} k", x / 1e3)
+            }
+        })
+    };
+    let fmt =
+        |v: Option<f64>, digits: usize| v.map_or("—".to_owned(), |x| format!("{x:.digits$}"));
     for row in report["rows"].as_array().into_iter().flatten() {
         let (t, r) = (&row["tern"], &row["redis"]);
         let lat = |s: &Json| match (num(s, "p50_us"), num(s, "p99_us")) {
@@ -317,7 +645,11 @@ pub fn report_markdown(report: &Json, command: &str) -> String {
         .as_array()
         .into_iter()
         .flatten()
-        .filter_map(|row| row["missing"].as_str().map(|why| format!("* `{}`: {why}", row["workload"].as_str().unwrap_or("?"))))
+        .filter_map(|row| {
+            row["missing"]
+                .as_str()
+                .map(|why| format!("* `{}`: {why}", row["workload"].as_str().unwrap_or("?")))
+        })
         .collect();
     if !missing.is_empty() {
         md.push_str("\nMissing:\n");
@@ -329,10 +661,10 @@ pub fn report_markdown(report: &Json, command: &str) -> String {
         .into_iter()
         .flatten()
         .flat_map(|row| {
-            ["tern", "redis"].into_iter().filter_map(move |side| {
-                (row[side]["loadgen_saturated"].as_bool() == Some(true))
-                    .then(|| format!("`{}` ({side})", row["workload"].as_str().unwrap_or("?")))
-            })
+            ["tern", "redis"]
+                .into_iter()
+                .filter(move |side| row[*side]["loadgen_saturated"].as_bool() == Some(true))
+                .map(move |side| format!("`{}` ({side})", row["workload"].as_str().unwrap_or("?")))
         })
         .collect();
     if !saturated.is_empty() {
@@ -342,30 +674,70 @@ pub fn report_markdown(report: &Json, command: &str) -> String {
         ));
     }
     md.push_str("\nTargets (issue 4):\n\n");
-    let row = |name: &str| report["rows"].as_array().into_iter().flatten().find(|r| r["workload"] == name).cloned().unwrap_or(Json::Null);
-    let check = |what: &str, value: Option<f64>, ok: &dyn Fn(f64) -> bool, goal: &str| {
-        match value {
-            Some(v) => format!("* {what}: {v:.2} (goal {goal}) — {}\n", if ok(v) { "met" } else { "not met" }),
-            None => format!("* {what}: not measured (goal {goal})\n"),
-        }
+    let row = |name: &str| {
+        report["rows"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|r| r["workload"] == name)
+            .cloned()
+            .unwrap_or(Json::Null)
     };
-    md.push_str(&check("pipelined GET ops, tern ÷ Redis", num(&row("get_p16"), "ratio_ops"), &|v| v >= 2.0, "≥ 2"));
-    md.push_str(&check("server CPU per pipelined GET, tern ÷ Redis", num(&row("get_p16"), "ratio_cpu"), &|v| v <= 0.4, "≤ 0.4"));
-    md.push_str(&check("unpipelined GET ops (P1 c50), tern ÷ Redis", num(&row("get_p1"), "ratio_ops"), &|v| v >= 1.0, "≥ 1.0"));
-    md.push_str(&check("server CPU per unpipelined GET, tern ÷ Redis", num(&row("get_p1"), "ratio_cpu"), &|v| v <= 0.8, "≤ 0.8"));
-    md.push_str(&check("p99 at half load, tern ÷ Redis", num(&row("get_p1_half_load"), "ratio_p99"), &|v| v <= 0.8, "≤ 0.8"));
+    let check = |what: &str, value: Option<f64>, ok: &dyn Fn(f64) -> bool, goal: &str| match value {
+        Some(v) => format!(
+            "* {what}: {v:.2} (goal {goal}) — {}\n",
+            if ok(v) { "met" } else { "not met" }
+        ),
+        None => format!("* {what}: not measured (goal {goal})\n"),
+    };
+    md.push_str(&check(
+        "pipelined GET ops, tern ÷ Redis",
+        num(&row("get_p16"), "ratio_ops"),
+        &|v| v >= 2.0,
+        "≥ 2",
+    ));
+    md.push_str(&check(
+        "server CPU per pipelined GET, tern ÷ Redis",
+        num(&row("get_p16"), "ratio_cpu"),
+        &|v| v <= 0.4,
+        "≤ 0.4",
+    ));
+    md.push_str(&check(
+        "unpipelined GET ops (P1 c50), tern ÷ Redis",
+        num(&row("get_p1"), "ratio_ops"),
+        &|v| v >= 1.0,
+        "≥ 1.0",
+    ));
+    md.push_str(&check(
+        "server CPU per unpipelined GET, tern ÷ Redis",
+        num(&row("get_p1"), "ratio_cpu"),
+        &|v| v <= 0.8,
+        "≤ 0.8",
+    ));
+    md.push_str(&check(
+        "p99 at half load, tern ÷ Redis",
+        num(&row("get_p1_half_load"), "ratio_p99"),
+        &|v| v <= 0.8,
+        "≤ 0.8",
+    ));
     md
 }
 
-pub const SECTION_BEGIN: &str = "<!-- compare:begin (written by benches/compare; edits here are overwritten) -->";
+pub const SECTION_BEGIN: &str =
+    "<!-- compare:begin (written by benches/compare; edits here are overwritten) -->";
 pub const SECTION_END: &str = "<!-- compare:end -->";
 
 /// Replaces (or appends) the compare section of a Markdown document.
 pub fn replace_section(doc: &str, section: &str) -> String {
     let body = format!("{SECTION_BEGIN}\n{section}{SECTION_END}");
     match (doc.find(SECTION_BEGIN), doc.find(SECTION_END)) {
-        (Some(b), Some(e)) if e > b => format!("{}{}{}", &doc[..b], body, &doc[e + SECTION_END.len()..]),
-        _ => format!("{}\n## tern vs Redis (benches/compare)\n\n{body}\n", doc.trim_end()),
+        (Some(b), Some(e)) if e > b => {
+            format!("{}{}{}", &doc[..b], body, &doc[e + SECTION_END.len()..])
+        }
+        _ => format!(
+            "{}\n## tern vs Redis (benches/compare)\n\n{body}\n",
+            doc.trim_end()
+        ),
     }
 }
 
@@ -374,7 +746,13 @@ mod tests {
     use super::*;
 
     fn side(ops: f64, cpu: f64, p99: f64) -> Side {
-        Side { ops_per_sec: ops, p50_us: p99 / 2.0, p99_us: p99, server_cpu_us_per_op: cpu, loadgen_saturated: false }
+        Side {
+            ops_per_sec: ops,
+            p50_us: p99 / 2.0,
+            p99_us: p99,
+            server_cpu_us_per_op: cpu,
+            loadgen_saturated: false,
+        }
     }
 
     #[test]
@@ -382,15 +760,34 @@ mod tests {
         let rows: Vec<(&Row, Outcome, Outcome)> = ROWS
             .iter()
             .map(|r| {
-                let tern = if r.durable { Err(TERN_NOT_DURABLE.to_owned()) } else { Ok(side(2e6, 0.3, 40.0)) };
+                let tern = if r.durable {
+                    Err(TERN_NOT_DURABLE.to_owned())
+                } else {
+                    Ok(side(2e6, 0.3, 40.0))
+                };
                 (r, tern, Ok(side(1e6, 1.2, 80.0)))
             })
             .collect();
         let doc = report_json("2026-11-25 00:00:00 UTC", "test machine", true, &rows);
         assert_eq!(doc["quick"], true);
         let rows = doc["rows"].as_array().unwrap();
-        let names: Vec<&str> = rows.iter().map(|r| r["workload"].as_str().unwrap()).collect();
-        assert_eq!(names, ["get_p16", "set_p16", "get_p1", "get_p1_half_load", "ycsb_a", "ycsb_b", "ycsb_c", "durable_set"]);
+        let names: Vec<&str> = rows
+            .iter()
+            .map(|r| r["workload"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "get_p16",
+                "set_p16",
+                "get_p1",
+                "get_p1_half_load",
+                "ycsb_a",
+                "ycsb_b",
+                "ycsb_c",
+                "durable_set"
+            ]
+        );
         for row in rows {
             for side in ["tern", "redis"] {
                 let s = &row[side];
@@ -407,8 +804,23 @@ mod tests {
         assert!(rows[7]["ratio_ops"].is_null());
         let md = report_markdown(&doc, "benches/compare --quick");
         assert!(md.contains("| get_p16 | 2.00 M | 1.00 M | 2.00 |"), "{md}");
-        assert!(md.contains("pipelined GET ops, tern ÷ Redis: 2.00 (goal ≥ 2) — met"), "{md}");
-        assert!(md.contains("`durable_set`: tern has no durable log yet"), "{md}");
+        assert!(
+            md.contains("pipelined GET ops, tern ÷ Redis: 2.00 (goal ≥ 2) — met"),
+            "{md}"
+        );
+        assert!(
+            md.contains("`durable_set`: tern has no durable log yet"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn utc_now_is_well_formed() {
+        let now = utc_now();
+        assert_eq!(now.len(), "2026-11-25 18:00:00 UTC".len(), "{now}");
+        let year: i32 = now[..4].parse().unwrap();
+        assert!((2024..2200).contains(&year), "{now}");
+        assert!(now.ends_with(" UTC"));
     }
 
     #[test]

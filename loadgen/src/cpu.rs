@@ -95,12 +95,20 @@ mod tests {
     #[test]
     fn own_process_is_readable_and_counts_work() {
         let before_thread = thread_cpu_ns();
+        // Burn at least 50 ms of CPU (several /proc ticks), however fast the build is;
+        // bounded by 10 s of wall time.
+        let started = std::time::Instant::now();
         let mut x = 0u64;
-        for i in 0..20_000_000u64 {
-            x = x.wrapping_mul(31).wrapping_add(i);
+        while thread_cpu_ns() < before_thread + 50_000_000 && started.elapsed().as_secs() < 10 {
+            for i in 0..100_000u64 {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+            }
         }
-        std::hint::black_box(x);
         let after_thread = thread_cpu_ns();
+        assert!(
+            after_thread >= before_thread + 50_000_000,
+            "the loop burnt 50 ms of CPU"
+        );
         assert!(after_thread > before_thread);
         let proc_ns = process_cpu_ns(std::process::id()).expect("own /proc/PID/stat");
         // /proc has tick resolution; the process has burnt well over one tick by now.

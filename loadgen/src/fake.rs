@@ -73,6 +73,10 @@ pub struct FakeConfig {
     pub check_crc: bool,
     /// Pin every server thread to this CPU.
     pub cpu: Option<usize>,
+    /// One thread per listener polls all its connections without ever sleeping (it burns
+    /// its CPU): no wake-ups, so the generator's sends cost only the TCP work. For
+    /// capacity runs; `reply_delay` and `stall` are ignored.
+    pub spin: bool,
 }
 
 impl FakeConfig {
@@ -90,6 +94,7 @@ impl FakeConfig {
             check_routing: false,
             check_crc: true,
             cpu: None,
+            spin: false,
         }
     }
 }
@@ -222,7 +227,13 @@ impl FakeServer {
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("fake-accept-{shard}"))
-                    .spawn(move || accept_loop(&shared, listener, shard as u32))?,
+                    .spawn(move || {
+                        if shared.config.spin {
+                            spin_loop(&shared, listener, shard as u32)
+                        } else {
+                            accept_loop(&shared, listener, shard as u32)
+                        }
+                    })?,
             );
         }
         Ok(FakeServer {
@@ -289,6 +300,99 @@ fn accept_loop(shared: &Arc<Shared>, listener: TcpListener, shard: u32) {
     for t in conns {
         let _ = t.join();
     }
+}
+
+/// A connection of the spinning server.
+struct SpinConn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    filled: usize,
+    out: Vec<u8>,
+    out_sent: usize,
+    state: ConnState,
+}
+
+/// Serves every connection of `listener` from this one thread, never sleeping.
+fn spin_loop(shared: &Shared, listener: TcpListener, shard: u32) {
+    if let Some(cpu) = shared.config.cpu {
+        let _ = crate::engine::pin_current_thread(cpu);
+    }
+    let mut conns: Vec<SpinConn> = Vec::new();
+    let mut turn = 0u64;
+    while !shared.stop.load(Ordering::Relaxed) {
+        turn += 1;
+        if turn % 64 == 1 || conns.is_empty() {
+            while let Ok((stream, _)) = listener.accept() {
+                if stream.set_nonblocking(true).is_err() {
+                    continue;
+                }
+                let _ = stream.set_nodelay(true);
+                shared.stats.connections.fetch_add(1, Ordering::SeqCst);
+                conns.push(SpinConn {
+                    stream,
+                    buf: vec![0u8; READ_BUFFER_BYTES],
+                    filled: 0,
+                    out: Vec::with_capacity(READ_BUFFER_BYTES),
+                    out_sent: 0,
+                    state: ConnState::default(),
+                });
+            }
+            if conns.is_empty() {
+                std::thread::sleep(POLL_INTERVAL);
+            }
+        }
+        conns.retain_mut(|c| spin_conn(shared, c, shard));
+    }
+}
+
+/// One look at a spinning server's connection; false when it is done.
+fn spin_conn(shared: &Shared, c: &mut SpinConn, shard: u32) -> bool {
+    if c.out_sent < c.out.len() {
+        match c.stream.write(&c.out[c.out_sent..]) {
+            Ok(n) => c.out_sent += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+            Err(_) => return false,
+        }
+        if c.out_sent < c.out.len() {
+            return true;
+        }
+    }
+    if c.filled == c.buf.len() {
+        c.buf.resize(c.buf.len() * 2, 0);
+    }
+    let n = match c.stream.read(&mut c.buf[c.filled..]) {
+        Ok(0) => return false,
+        Ok(n) => n,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+        Err(_) => return false,
+    };
+    c.filled += n;
+    c.out.clear();
+    c.out_sent = 0;
+    let (used, requests, ok) = match shared.config.protocol {
+        ProtocolKind::Tern => {
+            answer_tern(shared, &c.buf[..c.filled], &mut c.out, shard, &mut c.state)
+        }
+        ProtocolKind::Resp => answer_resp(shared, &c.buf[..c.filled], &mut c.out, &mut c.state),
+    };
+    c.buf.copy_within(used..c.filled, 0);
+    c.filled -= used;
+    if requests > 0 {
+        shared
+            .stats
+            .max_pending_per_conn
+            .fetch_max(requests, Ordering::Relaxed);
+    }
+    match c.stream.write(&c.out) {
+        Ok(n) => c.out_sent = n,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+        Err(_) => return false,
+    }
+    if !ok {
+        shared.stats.malformed.fetch_add(1, Ordering::SeqCst);
+        return false;
+    }
+    true
 }
 
 /// Per-connection counters.

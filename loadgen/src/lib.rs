@@ -7,8 +7,11 @@
 //! * `workload`, `dist`: operation mixes (GET/SET/ratio, YCSB A–F) and key distributions.
 //! * `report`: HDR histograms per operation, live lines, the final table, JSON, HDR logs,
 //!   SVG plots. `cpu`: a server's CPU time from /proc.
+//! * `fake`: trivial tern and RESP servers for the tests and for measuring the generator's
+//!   own capacity (`tern-loadgen fake-server`).
 //! * `compare`: tern vs Redis side by side (benches/compare).
 
+pub mod compare;
 pub mod cpu;
 pub mod dist;
 pub mod engine;

@@ -39,6 +39,44 @@ enum Command {
     /// A trivial server answering every request with a canned reply, to measure the
     /// generator's own capacity.
     FakeServer(FakeArgs),
+    /// tern beside Redis in one run (what benches/compare calls): each server in turn
+    /// pinned to one CPU, identical workloads from this process pinned to another; writes
+    /// JSON and the comparison section of docs/benchmarks.md.
+    Compare(CompareArgs),
+}
+
+#[derive(Args, Debug)]
+struct CompareArgs {
+    /// Shorter runs (3 s each after a 1 s warm-up): under 2 minutes in all.
+    #[arg(long)]
+    quick: bool,
+    /// The tern server binary.
+    #[arg(long, default_value = "target/release/ternd")]
+    ternd: std::path::PathBuf,
+    /// The redis-server binary.
+    #[arg(long, default_value = "redis-server")]
+    redis_server: std::path::PathBuf,
+    /// Also write the JSON report here (it always goes to target/bench/compare.json).
+    #[arg(long)]
+    json: Option<std::path::PathBuf>,
+    /// Markdown file whose comparison section is replaced.
+    #[arg(long, default_value = "docs/benchmarks.md")]
+    doc: std::path::PathBuf,
+    /// Do not touch the Markdown file; print the section instead.
+    #[arg(long)]
+    no_doc: bool,
+    /// CPU for the servers.
+    #[arg(long, default_value_t = 0)]
+    server_cpu: usize,
+    /// CPU for the load generator.
+    #[arg(long, default_value_t = 1)]
+    loadgen_cpu: usize,
+    /// Keys preloaded into each server.
+    #[arg(long, default_value_t = 1_000_000)]
+    keys: u64,
+    /// Value bytes.
+    #[arg(long, default_value_t = 100)]
+    value_size: u32,
 }
 
 #[derive(Args, Debug)]
@@ -134,6 +172,10 @@ struct FakeArgs {
     /// Check each tern request's body CRC (off: the server spends less per request).
     #[arg(long)]
     check_crc: bool,
+    /// One thread polls every connection without sleeping (burns its CPU; no wake-ups):
+    /// the cheapest server, for capacity runs.
+    #[arg(long)]
+    spin: bool,
     /// Stop after this long (default: run until killed).
     #[arg(long, value_parser = parse_duration)]
     duration: Option<Duration>,
@@ -144,6 +186,7 @@ fn with_default_subcommand(mut args: Vec<String>) -> Vec<String> {
     const KNOWN: &[&str] = &[
         "run",
         "fake-server",
+        "compare",
         "help",
         "-h",
         "--help",
@@ -161,11 +204,33 @@ fn main() {
     let result = match cli.command {
         Command::Run(args) => run(*args),
         Command::FakeServer(args) => fake_server(args),
+        Command::Compare(args) => compare(args),
     };
     if let Err(e) = result {
         eprintln!("tern-loadgen: {e:#}");
         std::process::exit(1);
     }
+}
+
+fn compare(args: CompareArgs) -> anyhow::Result<()> {
+    let config = tern_loadgen::compare::CompareConfig {
+        quick: args.quick,
+        ternd: args.ternd,
+        redis_server: args.redis_server,
+        json: args.json,
+        markdown: (!args.no_doc).then_some(args.doc),
+        server_cpu: args.server_cpu,
+        loadgen_cpu: args.loadgen_cpu,
+        keys: args.keys,
+        value_bytes: args.value_size,
+    };
+    let command = if args.quick {
+        "benches/compare --quick"
+    } else {
+        "benches/compare"
+    };
+    tern_loadgen::compare::run_compare(&config, command)?;
+    Ok(())
 }
 
 fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -250,6 +315,7 @@ fn fake_server(args: FakeArgs) -> anyhow::Result<()> {
     config.value_len = args.value_size;
     config.cpu = args.cpu;
     config.check_crc = args.check_crc;
+    config.spin = args.spin;
     let server =
         FakeServer::start(config).with_context(|| format!("listening on {}", args.listen))?;
     eprintln!(

@@ -178,6 +178,9 @@ fn request_id(generation: u32, slot: usize) -> u64 {
 
 struct Conn {
     stream: TcpStream,
+    endpoint: u32,
+    /// In its endpoint's ready queue.
+    ready_queued: bool,
     /// Requests encoded since the last send was queued.
     out: Vec<u8>,
     /// The bytes of the send in flight; `sent` of them went out already.
@@ -205,8 +208,10 @@ struct Queued {
 }
 
 struct Endpoint {
-    conns: Vec<u32>,
-    cursor: usize,
+    /// Connections with a free slot, in round-robin order (each at most once).
+    ready: VecDeque<u32>,
+    /// Connections not dead.
+    alive: usize,
     queue: VecDeque<Queued>,
 }
 
@@ -289,8 +294,8 @@ impl<P: Protocol> Worker<P> {
         let mut eps: Vec<Endpoint> = endpoints
             .iter()
             .map(|_| Endpoint {
-                conns: Vec::new(),
-                cursor: 0,
+                ready: VecDeque::new(),
+                alive: 0,
                 queue: VecDeque::new(),
             })
             .collect();
@@ -299,9 +304,12 @@ impl<P: Protocol> Worker<P> {
             // extra connections.
             let ep = (c + plan.index) % endpoints.len();
             let stream = connect(endpoints[ep])?;
-            eps[ep].conns.push(c as u32);
+            eps[ep].ready.push_back(c as u32);
+            eps[ep].alive += 1;
             conns.push(Conn {
                 stream,
+                endpoint: ep as u32,
+                ready_queued: true,
                 out: Vec::with_capacity(4096),
                 sending: Vec::with_capacity(4096),
                 sent: 0,
@@ -409,6 +417,9 @@ impl<P: Protocol> Worker<P> {
             self.boundaries(now, links);
             if self.cpu_start.is_none() && now >= self.core.warmup_ns {
                 self.cpu_start = Some((cpu::thread_cpu_ns(), now));
+                // The loop's counters describe the measured window, like the CPU time.
+                let stats = &mut self.core.stats;
+                (stats.turns, stats.recvs, stats.sends, stats.recv_rearms) = (1, 0, 0, 0);
             }
             self.handle_completions(now)?;
             if links.abort.load(Ordering::Relaxed) && self.drawing_done_ns.is_none() {
@@ -444,6 +455,13 @@ impl<P: Protocol> Worker<P> {
         if self.plan.spin || self.ring.has_completions() {
             return self.ring.enter_nowait();
         }
+        // The open loop's next send time is tight: measure from now, not from the start
+        // of the turn that just ran.
+        let now = if self.core.open_loop {
+            self.clock()
+        } else {
+            now
+        };
         let mut wake = now + ns(WAIT_MAX);
         if let Some(b) = self.next_boundary_ns {
             wake = wake.min(b);
@@ -534,6 +552,13 @@ impl<P: Protocol> Worker<P> {
             self.core.conns[ci as usize].recv_armed = false;
         }
         let bufs = self.bufs.as_mut().expect("buffers live while running");
+        if self.core.conns[ci as usize].dead {
+            // Given up on: whatever still arrives is dropped.
+            if let Some(bid) = buffer {
+                bufs.recycle(bid);
+            }
+            return Ok(());
+        }
         if c.result > 0 {
             self.core.stats.recvs += 1;
             match buffer {
@@ -688,7 +713,9 @@ impl<P: Protocol> Worker<P> {
                 let measured = due >= self.core.warmup_ns;
                 self.measured_drawn += u64::from(measured);
                 self.next_index += 1;
-                self.core.start(op, due, measured, now);
+                if !self.core.start(op, due, measured, now) {
+                    break;
+                }
             }
         } else {
             while self.core.outstanding < self.core.budget {
@@ -703,7 +730,9 @@ impl<P: Protocol> Worker<P> {
                 };
                 let measured = now >= self.core.warmup_ns;
                 self.measured_drawn += u64::from(measured);
-                self.core.start(op, now, measured, now);
+                if !self.core.start(op, now, measured, now) {
+                    break;
+                }
             }
         }
     }
@@ -801,8 +830,10 @@ impl<P: Protocol> Core<P> {
     }
 
     /// Starts a drawn op: sends it if its endpoint has a free connection and nothing
-    /// queued before it, queues it otherwise.
-    fn start(&mut self, op: Op, start_ns: u64, measured: bool, now: u64) {
+    /// queued before it, queues it otherwise. False when it failed at once (no live
+    /// connection to its endpoint): the caller stops drawing for this turn rather than
+    /// spin through the workload producing errors.
+    fn start(&mut self, op: Op, start_ns: u64, measured: bool, now: u64) -> bool {
         self.outstanding += 1;
         let ep = self.proto.route(&op);
         let q = Queued {
@@ -812,17 +843,18 @@ impl<P: Protocol> Core<P> {
         };
         if self.endpoints[ep].queue.is_empty() {
             match self.try_send(ep, q, now) {
-                Sent::Yes => return,
+                Sent::Yes => return true,
                 Sent::Dead => {
                     self.finish_error(q.op.kind, q.measured, "no live connection to the endpoint");
                     self.outstanding -= 1;
-                    return;
+                    return false;
                 }
                 Sent::Full => {}
             }
         }
         self.endpoints[ep].queue.push_back(q);
         self.queued += 1;
+        true
     }
 
     fn drain_queues(&mut self, now: u64) {
@@ -846,22 +878,29 @@ impl<P: Protocol> Core<P> {
         }
     }
 
-    /// Encodes `q` on a connection to `ep` with a free slot (round robin).
+    /// Encodes `q` on a connection to `ep` with a free slot (round robin over the ready
+    /// ones, O(1)).
     fn try_send(&mut self, ep: usize, q: Queued, now: u64) -> Sent {
         let e = &mut self.endpoints[ep];
-        let n = e.conns.len();
-        let mut any_alive = false;
-        for _ in 0..n {
-            let ci = e.conns[e.cursor];
-            e.cursor = if e.cursor + 1 == n { 0 } else { e.cursor + 1 };
+        loop {
+            let Some(&ci) = e.ready.front() else {
+                return if e.alive > 0 { Sent::Full } else { Sent::Dead };
+            };
             let conn = &mut self.conns[ci as usize];
+            e.ready.pop_front();
             if conn.dead {
+                conn.ready_queued = false;
                 continue;
             }
-            any_alive = true;
             let Some(slot) = conn.free.pop() else {
+                conn.ready_queued = false;
                 continue;
             };
+            if conn.free.is_empty() {
+                conn.ready_queued = false;
+            } else {
+                e.ready.push_back(ci);
+            }
             let s = &mut conn.slots[slot as usize];
             debug_assert!(!s.busy);
             s.busy = true;
@@ -894,7 +933,6 @@ impl<P: Protocol> Core<P> {
             self.queue_flush(ci);
             return Sent::Yes;
         }
-        if any_alive { Sent::Full } else { Sent::Dead }
     }
 
     /// Parses every reply in `data` (received on `ci`), reassembling split ones.
@@ -997,6 +1035,10 @@ impl<P: Protocol> Core<P> {
         let (kind, start, measured) = (s.op.kind, s.start_ns, s.measured);
         s.busy = false;
         conn.free.push(slot as u16);
+        if !conn.ready_queued {
+            conn.ready_queued = true;
+            self.endpoints[conn.endpoint as usize].ready.push_back(ci);
+        }
         self.in_flight -= 1;
         self.outstanding -= 1;
         if measured || self.recording_warmup {
@@ -1051,6 +1093,7 @@ impl<P: Protocol> Core<P> {
         }
         conn.dead = true;
         self.dead_conns += 1;
+        self.endpoints[conn.endpoint as usize].alive -= 1;
         self.stats.connection_failures += 1;
         let mut failed = Vec::new();
         for (i, s) in conn.slots.iter_mut().enumerate() {
