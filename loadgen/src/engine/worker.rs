@@ -284,12 +284,7 @@ impl<P: Protocol> Worker<P> {
         let sq = (2 * connections + 64).next_power_of_two().clamp(256, 8192) as u32;
         let cq = (sq * 4).max(u32::from(RECV_BUFFER_COUNT) * 2);
         let (ring, warning) = Ring::new(sq, cq)?;
-        let bufs = BufRing::new(
-            &ring,
-            RECV_BUFFER_GROUP,
-            RECV_BUFFER_COUNT,
-            RECV_BUFFER_SIZE_BYTES,
-        )?;
+        let bufs = ring.buf_ring(RECV_BUFFER_GROUP, RECV_BUFFER_COUNT, RECV_BUFFER_SIZE_BYTES)?;
         let mut conns = Vec::with_capacity(connections);
         let mut eps: Vec<Endpoint> = endpoints
             .iter()

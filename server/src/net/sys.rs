@@ -3,7 +3,8 @@
 //! * [`Ring`]: a core's own io_uring ring (the `io-uring` crate): creation with
 //!   SINGLE_ISSUER | DEFER_TASKRUN, the eventfd registration, the few operations the
 //!   transport submits, entering the kernel and reaping completions.
-//! * [`BufRing`]: the provided-buffer ring that multishot receives fill.
+//! * [`BufRing`] (from tern-uring, shared by the server and the load generator): the
+//!   provided-buffer ring that multishot receives fill.
 //! * fd ownership hand-offs: an eventfd into a glommio file, a listener into glommio, an
 //!   accepted fd into an `OwnedFd`.
 //!
@@ -15,7 +16,6 @@
 
 use std::io;
 use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicU16, Ordering};
 
 use io_uring::{EnterFlags, IoUring, opcode, squeue, types};
 
@@ -293,162 +293,13 @@ fn ring_error(e: io::Error, sq_entries: u32, cq_entries: u32) -> io::Error {
     )
 }
 
-/// The kernel's `struct io_uring_buf`; the ring's tail overlaps `resv` of entry 0.
-#[repr(C)]
-struct RawBuf {
-    addr: u64,
-    len: u32,
-    bid: u16,
-    resv: u16,
-}
+/// The provided-buffer ring lives in tern-uring, shared with the other io_uring user.
+pub(crate) use tern_uring::BufRing;
 
-const _: () = assert!(std::mem::size_of::<RawBuf>() == 16);
-
-/// Provided receive buffers: `count` buffers of `size` bytes, handed to the kernel through
-/// a registered buffer ring; a multishot receive picks one per completion.
-pub(super) struct BufRing {
-    ring_mem: *mut u8,
-    ring_mem_bytes: usize,
-    data: *mut u8,
-    data_bytes: usize,
-    count: u16,
-    size: usize,
-    /// Our producer index into the ring (entries before it are the kernel's).
-    tail: u16,
-}
-
-impl BufRing {
-    /// Maps the ring and the buffers, registers them as buffer group `group` of `ring`,
-    /// and gives every buffer to the kernel.
-    pub(super) fn new(ring: &Ring, group: u16, count: u16, size: usize) -> io::Result<BufRing> {
-        assert!(count.is_power_of_two() && count <= 32768);
-        assert!(size > 0 && size <= u32::MAX as usize);
-        let page = page_size();
-        let ring_mem_bytes = (count as usize * std::mem::size_of::<RawBuf>()).div_ceil(page) * page;
-        let data_bytes = count as usize * size;
-        let ring_mem = map_anonymous(ring_mem_bytes)?;
-        let data = match map_anonymous(data_bytes) {
-            Ok(p) => p,
-            Err(e) => {
-                unmap(ring_mem, ring_mem_bytes);
-                return Err(e);
-            }
-        };
-        let mut bufs = BufRing {
-            ring_mem,
-            ring_mem_bytes,
-            data,
-            data_bytes,
-            count,
-            size,
-            tail: 0,
-        };
-        // SAFETY: `ring_mem` is a page-aligned mapping of `count` entries that lives until
-        // `Drop`, and the transport drops the ring (unregistering the group) before it.
-        unsafe {
-            ring.ring
-                .submitter()
-                .register_buf_ring_with_flags(ring_mem as u64, count, group, 0)
-        }
-        .map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("registering {count} receive buffers of {size} bytes as a buffer ring: {e} (needs Linux 5.19+)"),
-            )
-        })?;
-        for bid in 0..count {
-            bufs.write_entry(bid);
-        }
-        bufs.publish();
-        Ok(bufs)
+impl Ring {
+    /// Registers `count` receive buffers of `size` bytes as buffer group `group` of this
+    /// ring. The ring must outlive the buffers (drop order), see `BufRing::new`.
+    pub(super) fn buf_ring(&self, group: u16, count: u16, size: usize) -> io::Result<BufRing> {
+        BufRing::new(&self.ring.submitter(), group, count, size)
     }
-
-    fn write_entry(&mut self, bid: u16) {
-        assert!(bid < self.count);
-        let index = (self.tail & (self.count - 1)) as usize;
-        // SAFETY: `index < count`, so the entry lies inside the ring mapping, and `bid <
-        // count`, so the buffer lies inside the data mapping. The kernel reads only entries
-        // before the published tail; this one is at it. Fields are written through raw
-        // pointers, never touching entry 0's `resv` (the tail the kernel reads).
-        unsafe {
-            let entry = self.ring_mem.cast::<RawBuf>().add(index);
-            std::ptr::addr_of_mut!((*entry).addr)
-                .write(self.data.add(bid as usize * self.size) as u64);
-            std::ptr::addr_of_mut!((*entry).len).write(self.size as u32);
-            std::ptr::addr_of_mut!((*entry).bid).write(bid);
-        }
-        self.tail = self.tail.wrapping_add(1);
-    }
-
-    fn publish(&self) {
-        // SAFETY: the tail is entry 0's `resv`, inside the mapping and 2-byte aligned;
-        // AtomicU16 has u16's layout. The release store orders the entry writes before it,
-        // as the kernel's acquire load of the tail expects.
-        let tail = unsafe {
-            &*std::ptr::addr_of!((*self.ring_mem.cast::<RawBuf>()).resv).cast::<AtomicU16>()
-        };
-        tail.store(self.tail, Ordering::Release);
-    }
-
-    /// The first `len` bytes of buffer `bid`, which a completion just handed us.
-    pub(super) fn data(&self, bid: u16, len: usize) -> &[u8] {
-        assert!(
-            bid < self.count && len <= self.size,
-            "buffer {bid} / {len} bytes out of range"
-        );
-        // SAFETY: the range lies inside the data mapping. The kernel wrote these bytes and
-        // gave the buffer to us with the completion; it writes it again only after
-        // `recycle` (which takes `&mut self`, so not while this borrow lives).
-        unsafe { std::slice::from_raw_parts(self.data.add(bid as usize * self.size), len) }
-    }
-
-    /// Gives buffer `bid` back to the kernel.
-    pub(super) fn recycle(&mut self, bid: u16) {
-        self.write_entry(bid);
-        self.publish();
-    }
-
-    /// Gives up the mappings without unmapping them: used when the kernel might still
-    /// write into the buffers (operations that did not finish at shutdown).
-    pub(super) fn leak(self) {
-        std::mem::forget(self);
-    }
-}
-
-impl Drop for BufRing {
-    fn drop(&mut self) {
-        unmap(self.data, self.data_bytes);
-        unmap(self.ring_mem, self.ring_mem_bytes);
-    }
-}
-
-fn page_size() -> usize {
-    // SAFETY: sysconf takes no pointers.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if page > 0 { page as usize } else { 4096 }
-}
-
-fn map_anonymous(bytes: usize) -> io::Result<*mut u8> {
-    // SAFETY: a new private anonymous mapping; no existing memory is affected.
-    let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            bytes,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    if p == libc::MAP_FAILED {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(p.cast())
-    }
-}
-
-fn unmap(p: *mut u8, bytes: usize) {
-    // SAFETY: `p`/`bytes` is a mapping made by `map_anonymous` and unmapped only once.
-    let rc = unsafe { libc::munmap(p.cast(), bytes) };
-    debug_assert_eq!(rc, 0, "munmap failed");
 }

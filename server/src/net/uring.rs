@@ -318,12 +318,7 @@ impl Transport {
         wakeup: Rc<Wakeup>,
     ) -> io::Result<Transport> {
         let ring = Ring::new(RING_SQ_ENTRIES, RING_CQ_ENTRIES, super::uring_setup_flags())?;
-        let bufs = BufRing::new(
-            &ring,
-            RECV_BUFFER_GROUP,
-            RECV_BUFFER_COUNT,
-            RECV_BUFFER_SIZE_BYTES,
-        )?;
+        let bufs = ring.buf_ring(RECV_BUFFER_GROUP, RECV_BUFFER_COUNT, RECV_BUFFER_SIZE_BYTES)?;
         debug!(
             tuned = ring.tuned,
             shard_port = listeners.shard_port,
