@@ -17,15 +17,10 @@
 use std::io;
 use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd, RawFd};
 
-use io_uring::{EnterFlags, IoUring, opcode, squeue, types};
+use io_uring::{IoUring, opcode, squeue, types};
 
-/// One reaped completion, copied out of the CQ so handlers may submit while processing.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Completion {
-    pub user_data: u64,
-    pub result: i32,
-    pub flags: u32,
-}
+/// One reaped completion (shared with the other io_uring user, in tern-uring).
+pub(crate) use tern_uring::Completion;
 
 /// Creates the eventfd a ring signals when it has completions (or deferred work) for us.
 ///
@@ -224,29 +219,7 @@ impl Ring {
     /// Submits every queued entry and runs deferred completion work (GETEVENTS), without
     /// waiting: afterwards the CQ holds everything that has completed.
     pub(super) fn enter(&mut self) -> io::Result<()> {
-        loop {
-            let to_submit = self.ring.submission().len() as u32;
-            // SAFETY: no extended argument: a null pointer of size 0 is passed; the queued
-            // entries are valid (see `push`).
-            let entered = unsafe {
-                self.ring.submitter().enter::<libc::sigset_t>(
-                    to_submit,
-                    0,
-                    EnterFlags::GETEVENTS.bits(),
-                    None,
-                )
-            };
-            match entered {
-                Ok(_) => return Ok(()),
-                Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
-                // CQ overflow backlog or a transient allocation failure: reap what is
-                // there and try again on the next turn.
-                Err(e) if matches!(e.raw_os_error(), Some(libc::EBUSY | libc::EAGAIN)) => {
-                    return Ok(());
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        tern_uring::enter_nowait(&mut self.ring)
     }
 
     /// Submits and waits (blocking this thread) up to `ms` milliseconds for a completion.
@@ -270,14 +243,7 @@ impl Ring {
 
     /// Moves up to `max` completions from the CQ into `into`; returns how many.
     pub(super) fn reap(&mut self, into: &mut Vec<Completion>, max: usize) -> usize {
-        let before = into.len();
-        let cq = self.ring.completion();
-        into.extend(cq.take(max).map(|cqe| Completion {
-            user_data: cqe.user_data(),
-            result: cqe.result(),
-            flags: cqe.flags(),
-        }));
-        into.len() - before
+        tern_uring::reap(&mut self.ring, into, max)
     }
 }
 
