@@ -516,7 +516,7 @@ fn answer_tern(
         let parsed = if shared.config.check_crc {
             frame::parse_frame(&data[at..])
         } else {
-            frame_unchecked(&data[at..])
+            frame::parse_frame_without_crc(&data[at..])
         };
         let (f, used) = match parsed {
             Ok(Some(x)) => x,
@@ -633,25 +633,6 @@ fn answer_tern(
         counter.fetch_add(requests, Ordering::SeqCst);
     }
     (at, requests, ok)
-}
-
-/// `frame::parse_frame` without the body CRC.
-fn frame_unchecked(buf: &[u8]) -> Result<Option<(frame::Frame<'_>, usize)>, frame::FrameError> {
-    let Some(head) = buf.first_chunk::<HEADER_LEN>() else {
-        return Ok(None);
-    };
-    let header = Header::read(head)?;
-    let total = HEADER_LEN + header.body_len as usize;
-    if buf.len() < total {
-        return Ok(None);
-    }
-    Ok(Some((
-        frame::Frame {
-            header,
-            body: &buf[HEADER_LEN..total],
-        },
-        total,
-    )))
 }
 
 /// Whether a tern request's partition key routes to `shard`, and its hint says so.
