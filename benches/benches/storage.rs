@@ -6,6 +6,7 @@ use std::ops::Bound;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use tern_protocol::keys::{KeyRef, encode_index_key, partition_hash};
+use tern_storage::index::{Index, Loc, Slot};
 use tern_storage::{StoredItem, Table};
 
 const ITEMS: u64 = 1_000_000;
@@ -55,5 +56,49 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+/// The same look-ups on the log store's index (key → record location).
+fn bench_index(c: &mut Criterion) {
+    let mut index = Index::new();
+    for i in 0..ITEMS {
+        let loc = Loc {
+            segment: (i >> 20) as u32,
+            offset: i as u32,
+            len: 100,
+        };
+        index.insert(
+            &index_key(i),
+            Slot {
+                loc,
+                size_bytes: 100,
+            },
+        );
+    }
+    let keys: Vec<Vec<u8>> = (0..4096u64)
+        .map(|i| index_key(i.wrapping_mul(0x9E37_79B9_7F4A_7C15) % ITEMS))
+        .collect();
+    let mut g = c.benchmark_group("index_1M");
+    g.measurement_time(std::time::Duration::from_secs(3));
+    let mut n = 0usize;
+    g.bench_function("get_hit_random", |b| {
+        b.iter(|| {
+            n = (n + 1) & 4095;
+            black_box(index.get(black_box(&keys[n])).map(|s| s.size_bytes))
+        })
+    });
+    g.bench_function("range_100_from_random_start", |b| {
+        b.iter(|| {
+            n = (n + 1) & 4095;
+            let start = keys[n].as_slice();
+            black_box(
+                index
+                    .range(Bound::Included(start), Bound::Unbounded)
+                    .take(100)
+                    .count(),
+            )
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench, bench_index);
 criterion_main!(benches);

@@ -5,7 +5,7 @@ use std::process::Command;
 
 use serde_json::{Value as Json, json};
 use tern_server::net::NetMode;
-use tern_server::node::{Node, NodeConfig};
+use tern_server::node::{Node, NodeConfig, StorageConfig};
 
 struct Run {
     code: i32,
@@ -35,8 +35,11 @@ fn tern(endpoint: &str, args: &[&str]) -> Run {
     }
 }
 
-fn start_node() -> Node {
-    Node::start(&NodeConfig {
+/// A node on ephemeral ports with its data in a temporary directory (removed when the
+/// returned guard drops).
+fn start_node() -> (Node, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("data dir");
+    let node = Node::start(&NodeConfig {
         host: "127.0.0.1".parse().unwrap(),
         port: 0,
         shards: 2,
@@ -44,13 +47,15 @@ fn start_node() -> Node {
         net: NetMode::Uring,
         io_memory_bytes: 512 * 1024,
         node_id: "cli-test".into(),
+        storage: StorageConfig::for_tests(dir.path()),
     })
-    .expect("start node")
+    .expect("start node");
+    (node, dir)
 }
 
 #[test]
 fn cli_tour() {
-    let node = start_node();
+    let (node, _data) = start_node();
     let ep = format!("127.0.0.1:{}", node.topology.shared_port);
     let ep = ep.as_str();
 
@@ -216,7 +221,7 @@ fn unreachable_endpoint_is_a_readable_error() {
 
 #[test]
 fn incomplete_keys_get_the_servers_error() {
-    let node = start_node();
+    let (node, _data) = start_node();
     let ep = format!("127.0.0.1:{}", node.topology.shared_port);
     tern(&ep, &["create-table", "keys", "--pk", "a:S", "--sk", "b:N"]).json();
     let r = tern(&ep, &["get", "keys", r#"{"a":{"S":"x"}}"#]);

@@ -8,10 +8,13 @@ use tern_loadgen::engine;
 use tern_loadgen::proto::ProtocolKind;
 use tern_loadgen::workload::{Mix, OpKind};
 use tern_server::net::NetMode;
-use tern_server::node::{Node, NodeConfig};
+use tern_server::node::{Node, NodeConfig, StorageConfig};
 
-fn start_node() -> Node {
-    Node::start(&NodeConfig {
+/// A node on ephemeral ports with its data in a temporary directory (removed when the
+/// returned guard drops).
+fn start_node() -> (Node, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("data dir");
+    let node = Node::start(&NodeConfig {
         host: "127.0.0.1".parse().unwrap(),
         port: 0,
         shards: 2,
@@ -19,14 +22,16 @@ fn start_node() -> Node {
         net: NetMode::Uring,
         io_memory_bytes: 512 * 1024,
         node_id: "loadgen-test".into(),
+        storage: StorageConfig::for_tests(dir.path()),
     })
-    .expect("start node")
+    .expect("start node");
+    (node, dir)
 }
 
 #[test]
 fn preload_then_ycsb_a_b_f_against_a_real_node() {
     let _serial = serial();
-    let node = start_node();
+    let (node, _data) = start_node();
     let target = format!("127.0.0.1:{}", node.topology.shared_port);
     const KEYS: u64 = 2000;
 
@@ -63,7 +68,7 @@ fn preload_then_ycsb_a_b_f_against_a_real_node() {
 #[test]
 fn ycsb_e_scans_the_ranged_model_of_a_real_node() {
     let _serial = serial();
-    let node = start_node();
+    let (node, _data) = start_node();
     let target = format!("127.0.0.1:{}", node.topology.shared_port);
     const KEYS: u64 = 3000;
     let mut config = ops_run(&target, ProtocolKind::Tern, spec(Mix::YcsbE, KEYS), 3000);
@@ -81,7 +86,7 @@ fn ycsb_e_scans_the_ranged_model_of_a_real_node() {
 #[test]
 fn reads_without_a_preload_are_misses_not_errors() {
     let _serial = serial();
-    let node = start_node();
+    let (node, _data) = start_node();
     let target = format!("127.0.0.1:{}", node.topology.shared_port);
     let config = ops_run(&target, ProtocolKind::Tern, spec(Mix::Get, 1_000_000), 2000);
     let out = engine::run_detailed(&config).expect("run");

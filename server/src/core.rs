@@ -13,12 +13,13 @@
 //! The GetItem path decodes nothing it does not need: the request body and key are read
 //! in place, and the reply is a header plus the stored item bytes, as the client sent them.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
 use std::future::Future;
 use std::ops::Bound;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::task::{Poll, Waker};
 
 use glommio::sync::Semaphore;
 use tern_protocol::frame::{
@@ -37,12 +38,12 @@ use tern_protocol::messages::*;
 use tern_protocol::validate::{validate_item, validate_key};
 use tern_protocol::value::{ArchivedItem, access_item};
 use tern_protocol::{ApiError, ErrorCode, KeySchema, ProtocolError};
-use tern_storage::StoredItem;
+use tern_storage::store::{ItemRef, LogPos};
 
 use crate::mesh::{Answer, Call, Mesh, ScanChunk, ScanRange};
 use crate::reply;
 use crate::service::{ConnCtx, Service, Verdict};
-use crate::shard::Shard;
+use crate::shard::{Shard, store_error, table_not_found};
 use crate::topology::{ShardId, Topology};
 
 /// A reply that will be ready later (a frame, as bytes).
@@ -91,6 +92,11 @@ pub struct Core {
     scratch: RefCell<Vec<u8>>,
     /// The encoded `WriteItemResponse { attributes: None }`, built once.
     empty_write_response: Vec<u8>,
+    /// Tasks waiting for the log to become durable up to some position: woken after
+    /// every flush.
+    durable_waiters: RefCell<Vec<Waker>>,
+    /// The flusher task, parked until a write appends to the log.
+    flusher: Cell<Option<Waker>>,
 }
 
 fn now_ms() -> u64 {
@@ -101,15 +107,107 @@ fn now_ms() -> u64 {
 }
 
 impl Core {
-    pub fn new(topology: Topology, mesh: Rc<Mesh>) -> Rc<Core> {
+    pub fn new(topology: Topology, mesh: Rc<Mesh>, shard: Shard) -> Rc<Core> {
         Rc::new(Core {
             topology,
-            shard: RefCell::new(Shard::new()),
+            shard: RefCell::new(shard),
             mesh,
             ddl_lock: Semaphore::new(1),
             scratch: RefCell::new(Vec::with_capacity(256)),
             empty_write_response: encode(&WriteItemResponse { attributes: None }),
+            durable_waiters: RefCell::new(Vec::new()),
+            flusher: Cell::new(None),
         })
+    }
+
+    /// The shard's state (store, catalog); for the flusher and maintenance tasks.
+    pub fn shard(&self) -> &RefCell<Shard> {
+        &self.shard
+    }
+
+    /// Wakes the flusher: a write appended to the log.
+    pub fn kick_flusher(&self) {
+        if let Some(w) = self.flusher.take() {
+            w.wake();
+        }
+    }
+
+    /// Completes when the shard's store has pending log bytes to flush (the flusher's
+    /// wait).
+    pub async fn flush_work(&self) {
+        std::future::poll_fn(|cx| {
+            let shard = self.shard.borrow();
+            if shard.store.has_pending() && !shard.store.flush_in_progress() {
+                Poll::Ready(())
+            } else {
+                self.flusher.set(Some(cx.waker().clone()));
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
+    /// Completes once nothing appended waits to be written (or the store failed).
+    pub async fn drained(&self) {
+        self.kick_flusher();
+        std::future::poll_fn(|cx| {
+            let shard = self.shard.borrow();
+            let store = &shard.store;
+            if store.failure().is_some() || (!store.has_pending() && !store.flush_in_progress()) {
+                Poll::Ready(())
+            } else {
+                self.durable_waiters.borrow_mut().push(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
+    /// Wakes every task waiting for durability (after a flush completed or failed).
+    pub fn wake_durable_waiters(&self) {
+        for w in self.durable_waiters.take() {
+            w.wake();
+        }
+    }
+
+    /// Completes once the log is durable up to `pos`, or fails when the store failed
+    /// before getting there.
+    pub async fn durable(&self, pos: LogPos) -> Result<(), ApiError> {
+        std::future::poll_fn(|cx| {
+            let shard = self.shard.borrow();
+            match shard.store.is_durable(pos) {
+                Ok(true) => Poll::Ready(Ok(())),
+                Ok(false) => {
+                    self.durable_waiters.borrow_mut().push(cx.waker().clone());
+                    Poll::Pending
+                }
+                Err(e) => Poll::Ready(Err(store_error(shard.id, e))),
+            }
+        })
+        .await
+    }
+
+    /// The reply frame written to `out[start..]` may go now, or, if it reveals or
+    /// acknowledges a record not yet durable, once `wait` is durable (else an error).
+    fn when_durable(
+        self: &Rc<Self>,
+        out: &mut Vec<u8>,
+        start: usize,
+        wait: Option<LogPos>,
+        opcode: Opcode,
+        id: u64,
+    ) -> Outcome {
+        let Some(pos) = wait else {
+            return Outcome::Done;
+        };
+        let frame = out.split_off(start);
+        let core = self.clone();
+        Outcome::Later(Box::pin(async move {
+            match core.durable(pos).await {
+                Ok(()) => frame,
+                Err(e) => reply::frame_to_vec(opcode, id, Err(e)),
+            }
+        }))
     }
 
     pub fn shard_id(&self) -> ShardId {
@@ -193,17 +291,27 @@ impl Core {
                 name,
                 schema,
                 creation_time_ms,
-            } => Answer::Done(self.shard.borrow_mut().create_table(
-                &name,
-                schema,
-                creation_time_ms,
-            )),
+            } => {
+                let logged = self
+                    .shard
+                    .borrow_mut()
+                    .create_table(&name, schema, creation_time_ms);
+                Answer::Done(self.logged_durable(logged).await)
+            }
             Call::DeleteTable(name) => {
-                Answer::Done(self.shard.borrow_mut().delete_table(&name).map(|_| ()))
+                let logged = self.shard.borrow_mut().delete_table(&name);
+                Answer::Done(self.logged_durable(logged).await)
             }
             Call::TableStats(name) => Answer::Stats(self.shard.borrow().table_stats(&name)),
-            Call::ScanRange(range) => Answer::Scan(self.scan_local(&range)),
+            Call::ScanRange(range) => Answer::Scan(self.scan_local_durable(&range).await),
         }
+    }
+
+    /// Waits until a logged change is durable.
+    async fn logged_durable(&self, logged: Result<LogPos, ApiError>) -> Result<(), ApiError> {
+        let pos = logged?;
+        self.kick_flusher();
+        self.durable(pos).await
     }
 
     /// Executes a whole frame held in `bytes` here and returns the reply frame.
@@ -279,9 +387,11 @@ impl Core {
             .await
             .map_err(|e| ApiError::internal(format!("DDL lock: {e}")))?;
         let created = now_ms();
-        self.shard
-            .borrow_mut()
-            .create_table(&req.name, req.key_schema.clone(), created)?;
+        let logged =
+            self.shard
+                .borrow_mut()
+                .create_table(&req.name, req.key_schema.clone(), created);
+        self.logged_durable(logged).await?;
         for shard in 0..self.topology.shard_count() as ShardId {
             if self.is_me(shard) {
                 continue;
@@ -323,7 +433,8 @@ impl Core {
             .shard
             .borrow()
             .describe(&name, TableStatus::Deleting, items, bytes)?;
-        self.shard.borrow_mut().delete_table(&name)?;
+        let logged = self.shard.borrow_mut().delete_table(&name);
+        self.logged_durable(logged).await?;
         for shard in 0..self.topology.shard_count() as ShardId {
             if !self.is_me(shard) {
                 expect_done(self.mesh.call(shard, Call::DeleteTable(name.clone())).await)?;
@@ -408,13 +519,24 @@ impl Core {
     // ---------------------------------------------------------------------------------
     // Single items
 
-    fn put_item(&self, id: u64, body: &[u8], forwarded: bool, out: &mut Vec<u8>) -> OpResult {
+    fn put_item(
+        self: &Rc<Self>,
+        id: u64,
+        body: &[u8],
+        forwarded: bool,
+        out: &mut Vec<u8>,
+    ) -> OpResult {
         let req = access::<ArchivedPutItemRequest>(body)?;
         let table = req.table.as_str();
         let item_bytes = req.item.as_slice();
         let item = access_item(item_bytes)?;
         let mut shard = self.shard.borrow_mut();
-        let t = shard.table_mut(table)?;
+        let Shard {
+            id: shard_id,
+            tables,
+            store,
+        } = &mut *shard;
+        let t = tables.get(table).ok_or_else(|| table_not_found(table))?;
         let info = validate_item(item, &t.schema)?;
         let (pk, sk) = (info.partition_key, info.sort_key);
         let hash = partition_hash(table, pk);
@@ -424,11 +546,15 @@ impl Core {
         let mut key = self.scratch.borrow_mut();
         key.clear();
         encode_index_key(hash, pk, sk, &mut key);
-        let old = t
-            .data
-            .put(&key, StoredItem::new(item_bytes, info.size_bytes));
+        let (pos, old) = store
+            .put(t.id, &key, item_bytes, info.size_bytes as u32)
+            .map_err(|e| store_error(*shard_id, e))?;
+        self.kick_flusher();
+        let start = out.len();
+        let old = old.map(|slot| store.item_at(slot));
         self.write_reply(out, Opcode::PutItem, id, req.return_values, old);
-        Ok(Outcome::Done)
+        let wait = (!store.is_durable(pos).unwrap_or(false)).then_some(pos);
+        Ok(self.when_durable(out, start, wait, Opcode::PutItem, id))
     }
 
     fn write_reply(
@@ -437,12 +563,12 @@ impl Core {
         opcode: Opcode,
         id: u64,
         return_values: ArchivedReturnValues,
-        old: Option<StoredItem>,
+        old: Option<&[u8]>,
     ) {
         match (return_values, old) {
             (ArchivedReturnValues::AllOld, Some(old)) => {
                 let resp = WriteItemResponse {
-                    attributes: Some(old.bytes().to_vec()),
+                    attributes: Some(old.to_vec()),
                 };
                 reply::ok(out, opcode, id, &encode(&resp));
             }
@@ -450,8 +576,15 @@ impl Core {
         }
     }
 
-    /// The hot read path: no allocation, no decode of the stored item.
-    fn get_item(&self, id: u64, body: &[u8], forwarded: bool, out: &mut Vec<u8>) -> OpResult {
+    /// The hot read path: no allocation, no decode of the stored item (unless the item
+    /// is not durable yet, and the reply must wait).
+    fn get_item(
+        self: &Rc<Self>,
+        id: u64,
+        body: &[u8],
+        forwarded: bool,
+        out: &mut Vec<u8>,
+    ) -> OpResult {
         let req = access::<ArchivedGetItemRequest>(body)?;
         let table = req.table.as_str();
         let key_item = access_item(req.key.as_slice())?;
@@ -465,16 +598,32 @@ impl Core {
         let mut key = self.scratch.borrow_mut();
         key.clear();
         encode_index_key(hash, pk, sk, &mut key);
-        reply::item(out, id, t.data.get(&key).map(StoredItem::bytes));
-        Ok(Outcome::Done)
+        let (item, wait) = shard
+            .store
+            .get(t.id, &key)
+            .map_err(|e| store_error(shard.id, e))?;
+        let start = out.len();
+        reply::item(out, id, item.map(|i| i.bytes));
+        Ok(self.when_durable(out, start, wait, Opcode::GetItem, id))
     }
 
-    fn delete_item(&self, id: u64, body: &[u8], forwarded: bool, out: &mut Vec<u8>) -> OpResult {
+    fn delete_item(
+        self: &Rc<Self>,
+        id: u64,
+        body: &[u8],
+        forwarded: bool,
+        out: &mut Vec<u8>,
+    ) -> OpResult {
         let req = access::<ArchivedDeleteItemRequest>(body)?;
         let table = req.table.as_str();
         let key_item = access_item(req.key.as_slice())?;
         let mut shard = self.shard.borrow_mut();
-        let t = shard.table_mut(table)?;
+        let Shard {
+            id: shard_id,
+            tables,
+            store,
+        } = &mut *shard;
+        let t = tables.get(table).ok_or_else(|| table_not_found(table))?;
         let (pk, sk) = validate_key(key_item, &t.schema)?;
         let hash = partition_hash(table, pk);
         if let Some(owner) = self.route(hash, forwarded)? {
@@ -483,15 +632,27 @@ impl Core {
         let mut key = self.scratch.borrow_mut();
         key.clear();
         encode_index_key(hash, pk, sk, &mut key);
-        let old = t.data.delete(&key);
+        let (wait, old) = store
+            .delete(t.id, &key)
+            .map_err(|e| store_error(*shard_id, e))?;
+        self.kick_flusher();
+        let start = out.len();
+        let old = old.map(|slot| store.item_at(slot));
         self.write_reply(out, Opcode::DeleteItem, id, req.return_values, old);
-        Ok(Outcome::Done)
+        let wait = wait.filter(|p| !store.is_durable(*p).unwrap_or(false));
+        Ok(self.when_durable(out, start, wait, Opcode::DeleteItem, id))
     }
 
     // ---------------------------------------------------------------------------------
     // Query and Scan
 
-    fn query(&self, id: u64, body: &[u8], forwarded: bool, out: &mut Vec<u8>) -> OpResult {
+    fn query(
+        self: &Rc<Self>,
+        id: u64,
+        body: &[u8],
+        forwarded: bool,
+        out: &mut Vec<u8>,
+    ) -> OpResult {
         let req = access::<ArchivedQueryRequest>(body)?;
         let table = req.table.as_str();
         let shard = self.shard.borrow();
@@ -531,32 +692,39 @@ impl Core {
                 upper = tighter_upper(upper, start_key);
             }
         }
-        let range = t.data.range(as_ref_bound(&lower), as_ref_bound(&upper));
+        let range = shard
+            .store
+            .range(t.id, as_ref_bound(&lower), as_ref_bound(&upper))
+            .map_err(|e| store_error(shard.id, e))?;
         let mut page = PageResponse::default();
         let mut size = 0usize;
         let mut last: Option<&[u8]> = None;
-        let mut iter: Box<dyn Iterator<Item = (&[u8], &StoredItem)>> = if req.scan_forward {
+        let mut max_end = LogPos::default();
+        let mut iter: Box<dyn Iterator<Item = ItemRef<'_>>> = if req.scan_forward {
             Box::new(range)
         } else {
             Box::new(range.rev())
         };
         let mut more = false;
-        for (_key, item) in iter.by_ref() {
+        for item in iter.by_ref() {
             if page.items.len() >= limit || size >= PAGE_SIZE_MAX_BYTES {
                 more = true;
                 break;
             }
-            size += item.size_bytes();
-            page.items.push(item.bytes().to_vec());
-            last = Some(item.bytes());
+            size += item.size_bytes as usize;
+            max_end = max_end.max(item.end);
+            page.items.push(item.bytes.to_vec());
+            last = Some(item.bytes);
         }
         page.count = page.items.len() as u32;
         page.scanned_count = page.count;
         if let (true, Some(last)) = (more, last) {
             page.last_evaluated_key = Some(key_item(schema, access_item(last)?)?.encode());
         }
+        let start = out.len();
         reply::ok(out, Opcode::Query, id, &encode(&page));
-        Ok(Outcome::Done)
+        let wait = shard.store.range_wait(t.id, max_end);
+        Ok(self.when_durable(out, start, wait, Opcode::Query, id))
     }
 
     fn scan(self: &Rc<Self>, id: u64, body: &[u8]) -> OpResult {
@@ -632,7 +800,7 @@ impl Core {
                 budget_bytes: PAGE_SIZE_MAX_BYTES - size,
             };
             let chunk = if self.is_me(owner) {
-                self.scan_local(&range)?
+                self.scan_local_durable(&range).await?
             } else {
                 match self.mesh.call(owner, Call::ScanRange(range)).await? {
                     Answer::Scan(r) => r?,
@@ -670,26 +838,39 @@ impl Core {
         Ok(page)
     }
 
-    /// One Scan step over this shard's slice.
-    fn scan_local(&self, range: &ScanRange) -> Result<ScanChunk, ApiError> {
+    /// One Scan step over this shard's slice, answered once what it read is durable.
+    async fn scan_local_durable(&self, range: &ScanRange) -> Result<ScanChunk, ApiError> {
+        let (chunk, wait) = self.scan_local(range)?;
+        if let Some(pos) = wait {
+            self.durable(pos).await?;
+        }
+        Ok(chunk)
+    }
+
+    /// One Scan step over this shard's slice, and the position it must wait for.
+    fn scan_local(&self, range: &ScanRange) -> Result<(ScanChunk, Option<LogPos>), ApiError> {
         let shard = self.shard.borrow();
         let t = shard.table(&range.table)?;
         let mut chunk = ScanChunk {
             exhausted: true,
             ..ScanChunk::default()
         };
-        for (key, item) in t
-            .data
-            .range(as_ref_bound(&range.lower), as_ref_bound(&range.upper))
-        {
+        let mut max_end = LogPos::default();
+        let items = shard
+            .store
+            .range(t.id, as_ref_bound(&range.lower), as_ref_bound(&range.upper))
+            .map_err(|e| store_error(shard.id, e))?;
+        for item in items {
             if chunk.items.len() >= range.limit || chunk.size_bytes >= range.budget_bytes {
                 chunk.exhausted = false;
                 break;
             }
-            chunk.size_bytes += item.size_bytes();
-            chunk.items.push((key.to_vec(), item.bytes().to_vec()));
+            chunk.size_bytes += item.size_bytes as usize;
+            max_end = max_end.max(item.end);
+            chunk.items.push((item.key.to_vec(), item.bytes.to_vec()));
         }
-        Ok(chunk)
+        let wait = shard.store.range_wait(t.id, max_end);
+        Ok((chunk, wait))
     }
 
     // ---------------------------------------------------------------------------------
@@ -739,14 +920,18 @@ impl Core {
             }
         }
         let local = std::mem::take(&mut parts[self.shard_id() as usize]);
-        let mut response = self.batch_get_local(&local)?;
+        let (mut response, local_wait) = self.batch_get_local(&local)?;
         if parts.iter().all(Vec::is_empty) {
+            let start = out.len();
             reply::ok(out, Opcode::BatchGetItem, id, &encode(&response));
-            return Ok(Outcome::Done);
+            return Ok(self.when_durable(out, start, local_wait, Opcode::BatchGetItem, id));
         }
         let core = self.clone();
         Ok(Outcome::Later(Box::pin(async move {
             let result = async {
+                if let Some(pos) = local_wait {
+                    core.durable(pos).await?;
+                }
                 for (owner, tables) in parts.into_iter().enumerate() {
                     if tables.is_empty() {
                         continue;
@@ -764,12 +949,14 @@ impl Core {
         })))
     }
 
+    /// This shard's part of a BatchGetItem, and the position its reply must wait for.
     fn batch_get_local(
         &self,
         tables: &[KeysAndAttributes],
-    ) -> Result<BatchGetItemResponse, ApiError> {
+    ) -> Result<(BatchGetItemResponse, Option<LogPos>), ApiError> {
         let shard = self.shard.borrow();
         let mut response = BatchGetItemResponse::default();
+        let mut wait: Option<LogPos> = None;
         let mut size = 0usize;
         for tk in tables {
             let t = shard.table(&tk.table)?;
@@ -785,9 +972,14 @@ impl Core {
                 let (pk, sk) = extract_key(&t.schema, ki)?;
                 key.clear();
                 encode_index_key(partition_hash(&tk.table, pk), pk, sk, &mut key);
-                if let Some(item) = t.data.get(&key) {
-                    size += item.bytes().len();
-                    items.push(item.bytes().to_vec());
+                let (item, item_wait) = shard
+                    .store
+                    .get(t.id, &key)
+                    .map_err(|e| store_error(shard.id, e))?;
+                wait = wait.max(item_wait);
+                if let Some(item) = item {
+                    size += item.bytes.len();
+                    items.push(item.bytes.to_vec());
                 }
             }
             if !items.is_empty() {
@@ -804,7 +996,7 @@ impl Core {
                 });
             }
         }
-        Ok(response)
+        Ok((response, wait))
     }
 
     fn batch_write(
@@ -871,31 +1063,54 @@ impl Core {
                 }
             }
         }
-        {
+        let mut local_wait: Option<LogPos> = None;
+        if !local_ops.is_empty() {
             let mut shard = self.shard.borrow_mut();
+            let Shard {
+                id: shard_id,
+                tables,
+                store,
+            } = &mut *shard;
             for w in local_ops {
-                let t = shard.table_mut(&w.table)?;
-                match w.put {
-                    Some((bytes, size)) => {
-                        t.data.put(&w.index_key, StoredItem::new(&bytes, size));
-                    }
+                let t = tables
+                    .get(&w.table)
+                    .ok_or_else(|| table_not_found(&w.table))?;
+                let pos = match w.put {
+                    Some((bytes, size)) => Some(
+                        store
+                            .put(t.id, &w.index_key, &bytes, size as u32)
+                            .map_err(|e| store_error(*shard_id, e))?
+                            .0,
+                    ),
                     None => {
-                        t.data.delete(&w.index_key);
+                        store
+                            .delete(t.id, &w.index_key)
+                            .map_err(|e| store_error(*shard_id, e))?
+                            .0
                     }
-                }
+                };
+                local_wait = local_wait.max(pos);
             }
+            self.kick_flusher();
+            local_wait = local_wait.filter(|p| !store.is_durable(*p).unwrap_or(false));
         }
         if parts.iter().all(Vec::is_empty) {
+            let start = out.len();
             reply::ok(
                 out,
                 Opcode::BatchWriteItem,
                 id,
                 &encode(&BatchWriteItemResponse::default()),
             );
-            return Ok(Outcome::Done);
+            return Ok(self.when_durable(out, start, local_wait, Opcode::BatchWriteItem, id));
         }
         let core = self.clone();
         Ok(Outcome::Later(Box::pin(async move {
+            if let Some(pos) = local_wait
+                && let Err(e) = core.durable(pos).await
+            {
+                return reply::frame_to_vec(Opcode::BatchWriteItem, id, Err(e));
+            }
             let mut response = BatchWriteItemResponse::default();
             for (owner, tables) in parts.into_iter().enumerate() {
                 if tables.is_empty() {

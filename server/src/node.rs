@@ -1,23 +1,34 @@
 //! Starting and stopping a node: one pinned glommio executor per shard.
 //!
-//! The main thread binds every listener first (so the shared port exists before any
-//! executor accepts on it), builds the topology, then starts one executor per core. Each
-//! executor joins the two channel meshes, builds its [`Core`], serves the mesh and its
-//! sockets, and returns when told to stop. Stopping is a message per core through a
-//! blocking channel awaited with glommio's `spawn_blocking`, so no executor polls a flag.
+//! The main thread checks the data directory's layout, binds every listener (so the
+//! shared port exists before any executor accepts on it), builds the topology, then
+//! starts one executor per core. Each executor first opens (recovers) its shard's store
+//! in `DATA_DIR/shard-K` and reports; only when every shard has recovered does the main
+//! thread let them join the two channel meshes and serve, so a node either starts whole
+//! or not at all. Each executor then runs its [`Core`], the flusher (group commit) and a
+//! low-priority maintenance task (checkpoints, compaction, spare segments), and returns
+//! when told to stop, after flushing what it appended. Stopping is a message per core
+//! through a blocking channel awaited with glommio's `spawn_blocking`, so no executor
+//! polls a flag.
 
 use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::mpsc;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use glommio::channels::channel_mesh::MeshBuilder;
-use glommio::{LocalExecutorBuilder, Placement};
+use glommio::{Latency, LocalExecutorBuilder, Placement, Shares};
+use tern_storage::disk::Disk;
+use tern_storage::flush::run_job;
+use tern_storage::store::StoreConfig;
 
 use crate::core::{Core, CoreService};
 use crate::mesh::{MESH_CHANNEL_CAPACITY, Mesh, Reply, Request, spawn_loops};
 use crate::net::{self, NetMode};
 use crate::service::{Shutdown, Wakeup};
+use crate::shard::Shard;
 use crate::topology::Topology;
 
 /// How to run a node.
@@ -34,6 +45,180 @@ pub struct NodeConfig {
     /// glommio's locked I/O memory per executor.
     pub io_memory_bytes: usize,
     pub node_id: String,
+    pub storage: StorageConfig,
+}
+
+/// Where and how shards keep their data.
+#[derive(Debug, Clone)]
+pub struct StorageConfig {
+    /// Shard k keeps its log and checkpoints in `data_dir/shard-k`.
+    pub data_dir: PathBuf,
+    pub store: StoreConfig,
+    /// Failpoint (tests): every shard's syncs fail with EIO after this many.
+    pub fail_sync_after: Option<u64>,
+}
+
+impl StorageConfig {
+    /// For tests: small segments (less to zero-fill), frequent checkpoints.
+    pub fn for_tests(data_dir: impl Into<PathBuf>) -> StorageConfig {
+        StorageConfig {
+            data_dir: data_dir.into(),
+            store: StoreConfig {
+                segment_size: 8 << 20,
+                checkpoint_every_bytes: 16 << 20,
+                ..StoreConfig::default()
+            },
+            fail_sync_after: None,
+        }
+    }
+
+    /// Defaults in `data_dir`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> StorageConfig {
+        StorageConfig {
+            data_dir: data_dir.into(),
+            store: StoreConfig::default(),
+            fail_sync_after: None,
+        }
+    }
+}
+
+/// How often the maintenance task looks for work when idle.
+const MAINTENANCE_PERIOD: Duration = Duration::from_millis(50);
+/// Bytes of a segment compaction examines before letting other tasks run.
+const COMPACTION_STEP_BYTES: usize = 256 << 10;
+/// The file recording a data directory's layout.
+const LAYOUT_FILE: &str = "NODE";
+
+/// Checks (or, for a new directory, records) how many shards the data directory was
+/// made for: the partition map depends on it, so a node must not reopen it with another
+/// count.
+pub fn check_layout(data_dir: &Path, shards: usize) -> anyhow::Result<()> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
+    let path = data_dir.join(LAYOUT_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let stored = text
+                .lines()
+                .find_map(|l| l.strip_prefix("shards "))
+                .and_then(|n| n.trim().parse::<usize>().ok())
+                .with_context(|| format!("{} is not a tern layout file", path.display()))?;
+            if stored != shards {
+                bail!(
+                    "the data directory {} holds {stored} shard(s); start with --cores {stored} (or use another --data-dir)",
+                    data_dir.display()
+                );
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let tmp = data_dir.join(format!("{LAYOUT_FILE}.tmp"));
+            std::fs::write(
+                &tmp,
+                format!("tern data directory\nversion 1\nshards {shards}\n"),
+            )?;
+            std::fs::File::open(&tmp)?.sync_all()?;
+            std::fs::rename(&tmp, &path)?;
+            std::fs::File::open(data_dir)?.sync_all()?;
+            Ok(())
+        }
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// The number of shards a data directory was made for, if it exists.
+pub fn layout_shards(data_dir: &Path) -> Option<usize> {
+    std::fs::read_to_string(data_dir.join(LAYOUT_FILE))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("shards "))
+        .and_then(|n| n.trim().parse().ok())
+}
+
+/// Writes the shard's appended log to the disk, one group commit at a time.
+async fn run_flusher(core: Rc<Core>) {
+    loop {
+        core.flush_work().await;
+        let (job, disk) = {
+            let mut shard = core.shard().borrow_mut();
+            (shard.store.next_flush(), shard.store.disk().clone())
+        };
+        let Some(job) = job else { continue };
+        let result = run_job(&disk, job).await;
+        let mut shard = core.shard().borrow_mut();
+        shard.store.finish_flush(result);
+        if let Some(e) = shard.store.failure() {
+            tracing::error!(
+                "shard {}: {e}. The shard is stopped: it acknowledges no more writes and serves no reads; restart the node to recover from the log.",
+                shard.id
+            );
+        }
+        drop(shard);
+        core.wake_durable_waiters();
+    }
+}
+
+/// Checkpoints, compaction and spare segments, in a low-priority task queue.
+async fn run_maintenance(core: Rc<Core>) {
+    loop {
+        glommio::timer::sleep(MAINTENANCE_PERIOD).await;
+        let (disk, segment_size, failed) = {
+            let shard = core.shard().borrow();
+            (
+                shard.store.disk().clone(),
+                shard.store.config().segment_size,
+                shard.store.failure().is_some(),
+            )
+        };
+        if failed {
+            return;
+        }
+        if !disk.has_spare()
+            && let Err(e) = disk.prepare_spare(segment_size).await
+        {
+            tracing::warn!("preparing a spare segment: {e}");
+        }
+        if core.shard().borrow().store.checkpoint_due() {
+            let mut job = core.shard().borrow_mut().store.begin_checkpoint();
+            let result = match core.durable(job.replay_from).await {
+                Ok(()) => {
+                    disk.write_file(&job.file, std::mem::take(&mut job.bytes))
+                        .await
+                }
+                Err(e) => Err(std::io::Error::other(e.message)),
+            };
+            core.shard()
+                .borrow_mut()
+                .store
+                .checkpoint_written(&job, result);
+        }
+        let candidate = core.shard().borrow().store.compaction_candidate();
+        if let Some(segment) = candidate
+            && let Err(e) = compact(&core, segment).await
+        {
+            tracing::error!("compaction of segment {segment}: {e}");
+        }
+    }
+}
+
+/// Compacts one segment: copies its live records, waits for them to be durable, drops it.
+async fn compact(core: &Rc<Core>, segment: u32) -> anyhow::Result<()> {
+    let mut cursor = Some(0u32);
+    while let Some(at) = cursor {
+        cursor =
+            core.shard()
+                .borrow_mut()
+                .store
+                .compact_step(segment, at, COMPACTION_STEP_BYTES)?;
+        core.kick_flusher();
+        glommio::yield_if_needed().await;
+    }
+    let copied_up_to = core.shard().borrow().store.appended_pos();
+    core.durable(copied_up_to)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    core.shard().borrow_mut().store.drop_segment(segment)?;
+    Ok(())
 }
 
 /// Stops a node from any thread.
@@ -60,6 +245,7 @@ impl Node {
         if config.shards == 0 {
             bail!("a node needs at least one shard (--cores 1 or more)");
         }
+        check_layout(&config.storage.data_dir, config.shards)?;
         let shard_ports: Vec<u16> = (0..config.shards)
             .map(|k| {
                 if config.port == 0 {
@@ -87,9 +273,17 @@ impl Node {
         let replies = MeshBuilder::<Reply, _>::full(config.shards, MESH_CHANNEL_CAPACITY);
         let mut stops = Vec::new();
         let mut handles = Vec::new();
+        let mut gos = Vec::new();
+        let (ready_tx, ready_rx) = mpsc::channel::<(usize, Result<String, String>)>();
         for (k, listeners) in listeners.into_iter().enumerate() {
             let (stop_tx, stop_rx) = mpsc::channel::<()>();
             stops.push(stop_tx);
+            let (go_tx, go_rx) = mpsc::channel::<bool>();
+            gos.push(go_tx);
+            let ready_tx = ready_tx.clone();
+            let shard_dir = config.storage.data_dir.join(format!("shard-{k}"));
+            let store_config = config.storage.store.clone();
+            let fail_sync_after = config.storage.fail_sync_after;
             let placement = match config.first_cpu {
                 Some(first) => Placement::Fixed(first + k),
                 None => Placement::Unbound,
@@ -102,6 +296,49 @@ impl Node {
                 .name(&format!("tern-shard-{k}"))
                 .io_memory(config.io_memory_bytes)
                 .spawn(move || async move {
+                    // Recover first; join the meshes only once every shard has.
+                    let opened = Shard::open(k as u32, &shard_dir, store_config, fail_sync_after);
+                    let shard = match opened {
+                        Ok((shard, report)) => {
+                            let summary = format!(
+                                "shard {k}: recovered {} item(s) from {} ({} record(s), {} byte(s) of log replayed{}{}) in {:.3} s",
+                                report.items,
+                                shard_dir.display(),
+                                report.records_replayed,
+                                report.bytes_replayed,
+                                report
+                                    .checkpoint
+                                    .as_ref()
+                                    .map_or(String::new(), |c| format!(" after checkpoint {c}")),
+                                report.torn_tail.map_or(String::new(), |(seg, at, n)| format!(
+                                    "; cut a torn tail of {n} byte(s) at segment {seg} offset {at}"
+                                )),
+                                report.elapsed.as_secs_f64(),
+                            );
+                            for bad in &report.bad_checkpoints {
+                                tracing::warn!("shard {k}: skipped checkpoint {bad}");
+                            }
+                            if let Some(c) = &report.corruption {
+                                tracing::error!(
+                                    "shard {k}: LOG CORRUPTION in {}: {c}. This shard refuses every request (its data cannot be verified); the other shards serve. Restore the directory from a replica or backup.",
+                                    shard_dir.display()
+                                );
+                            }
+                            let _ = ready_tx.send((k, Ok(summary)));
+                            shard
+                        }
+                        Err(e) => {
+                            let msg = format!("shard {k}: opening {}: {e}", shard_dir.display());
+                            let _ = ready_tx.send((k, Err(msg.clone())));
+                            bail!(msg);
+                        }
+                    };
+                    let go = glommio::executor()
+                        .spawn_blocking(move || go_rx.recv().unwrap_or(false))
+                        .await;
+                    if !go {
+                        return Ok(());
+                    }
                     let (req_tx, req_rx) = requests
                         .join()
                         .await
@@ -111,7 +348,16 @@ impl Node {
                         .await
                         .map_err(|_| anyhow::anyhow!("shard {k}: joining the reply mesh failed"))?;
                     let mesh = Mesh::new(k as u32, req_tx, rep_tx);
-                    let core = Core::new(topology, mesh.clone());
+                    let core = Core::new(topology, mesh.clone(), shard);
+                    glommio::spawn_local(run_flusher(core.clone())).detach();
+                    let maintenance = glommio::executor().create_task_queue(
+                        Shares::Static(100),
+                        Latency::NotImportant,
+                        "maintenance",
+                    );
+                    glommio::spawn_local_into(run_maintenance(core.clone()), maintenance)
+                        .map_err(|e| anyhow::anyhow!("shard {k}: starting maintenance: {e}"))?
+                        .detach();
                     let handler_core = core.clone();
                     spawn_loops(mesh, req_rx, rep_rx, move |call| handler_core.clone().handle_call(call));
                     let shutdown = Shutdown::default();
@@ -122,9 +368,19 @@ impl Node {
                         trigger.trigger();
                     })
                     .detach();
-                    net::serve(mode, listeners, Rc::new(CoreService(core)), Wakeup::new(), shutdown)
-                        .await
-                        .with_context(|| format!("shard {k}: serving sockets"))
+                    let served = net::serve(
+                        mode,
+                        listeners,
+                        Rc::new(CoreService(core.clone())),
+                        Wakeup::new(),
+                        shutdown,
+                    )
+                    .await
+                    .with_context(|| format!("shard {k}: serving sockets"));
+                    // Whatever was appended reaches the disk before the executor ends
+                    // (with --durability none, that includes acknowledged writes).
+                    core.drained().await;
+                    served
                 })
                 .map_err(|e| {
                     anyhow::anyhow!(
@@ -134,6 +390,28 @@ impl Node {
                     )
                 })?;
             handles.push(handle);
+        }
+        drop(ready_tx);
+        let mut failures = Vec::new();
+        for _ in 0..config.shards {
+            match ready_rx.recv() {
+                Ok((_, Ok(summary))) => tracing::info!("{summary}"),
+                Ok((_, Err(msg))) => failures.push(msg),
+                Err(_) => {
+                    failures.push("a shard's executor ended before reporting".into());
+                    break;
+                }
+            }
+        }
+        let ok = failures.is_empty();
+        for go in &gos {
+            let _ = go.send(ok);
+        }
+        if !ok {
+            for h in handles {
+                let _ = h.join();
+            }
+            bail!("{}", failures.join("; "));
         }
         Ok(Node {
             topology,

@@ -1,26 +1,33 @@
-//! A shard's state: its copy of the catalog and its slice of every table.
+//! A shard's state: its durable store (log, indexes, catalog) and the catalog in protocol
+//! terms.
 //!
 //! Owned by exactly one core; reached only from that core's tasks (no locks). Every
 //! shard holds every table's descriptor (DDL reaches all shards before it is
-//! acknowledged) and the items whose partitions it owns.
+//! acknowledged, and each shard logs it in its own log) and the items whose partitions
+//! it owns.
 
 use std::collections::HashMap;
+use std::path::Path;
 
 use tern_protocol::messages::{TableDescription, TableStatus};
-use tern_protocol::{ApiError, KeySchema};
-use tern_storage::Table;
+use tern_protocol::{ApiError, ErrorCode, KeyAttr, KeySchema, ScalarType};
+use tern_storage::catalog::{KeyAttrDesc, KeyType, TableDesc};
+use tern_storage::glommio_disk::GlommioDisk;
+use tern_storage::store::{LogPos, RecoveryReport, Store, StoreConfig, StoreError};
 
-/// One table as this shard holds it.
+/// One table as this shard knows it.
 #[derive(Debug)]
 pub struct TableState {
+    /// The id the store's records carry (shard-local).
+    pub id: u32,
     pub schema: KeySchema,
     pub creation_time_ms: u64,
-    pub data: Table,
 }
 
-#[derive(Debug, Default)]
 pub struct Shard {
-    tables: HashMap<String, TableState, ahash::RandomState>,
+    pub id: u32,
+    pub tables: HashMap<String, TableState, ahash::RandomState>,
+    pub store: Store<GlommioDisk>,
 }
 
 pub fn table_not_found(name: &str) -> ApiError {
@@ -29,49 +36,134 @@ pub fn table_not_found(name: &str) -> ApiError {
     ))
 }
 
+fn key_type(t: ScalarType) -> KeyType {
+    match t {
+        ScalarType::S => KeyType::S,
+        ScalarType::N => KeyType::N,
+        ScalarType::B => KeyType::B,
+    }
+}
+
+fn scalar_type(t: KeyType) -> ScalarType {
+    match t {
+        KeyType::S => ScalarType::S,
+        KeyType::N => ScalarType::N,
+        KeyType::B => ScalarType::B,
+    }
+}
+
+fn attr_desc(a: &KeyAttr) -> KeyAttrDesc {
+    KeyAttrDesc {
+        name: a.name.clone(),
+        ty: key_type(a.ty),
+    }
+}
+
+fn attr(a: &KeyAttrDesc) -> KeyAttr {
+    KeyAttr {
+        name: a.name.clone(),
+        ty: scalar_type(a.ty),
+    }
+}
+
+fn table_state(d: &TableDesc) -> TableState {
+    TableState {
+        id: d.table_id,
+        schema: KeySchema {
+            partition: attr(&d.partition_key),
+            sort: d.sort_key.as_ref().map(attr),
+        },
+        creation_time_ms: d.creation_time_ms,
+    }
+}
+
+/// The API error a store failure becomes. Item too large for a log record reads like
+/// DynamoDB's item-size error; a stopped or corrupt shard is an internal error naming it.
+pub fn store_error(shard: u32, e: StoreError) -> ApiError {
+    match e {
+        StoreError::TooLarge(_) => {
+            ApiError::validation("Item size has exceeded the maximum allowed size")
+        }
+        StoreError::NoTable(id) => ApiError::internal(format!(
+            "shard {shard}: table id {id} is in the catalog but not in the store"
+        )),
+        StoreError::TableExists(name) => ApiError::in_use(format!("Table already exists: {name}")),
+        e @ (StoreError::Poisoned(_) | StoreError::Corrupt(_)) => ApiError::new(
+            ErrorCode::InternalServerError,
+            format!("shard {shard}: {e}"),
+        ),
+    }
+}
+
 impl Shard {
-    pub fn new() -> Shard {
-        Shard::default()
+    /// Opens (recovering) the shard's store in `dir`.
+    pub fn open(
+        id: u32,
+        dir: &Path,
+        config: StoreConfig,
+        fail_sync_after: Option<u64>,
+    ) -> std::io::Result<(Shard, RecoveryReport)> {
+        let disk = GlommioDisk::open(dir)?;
+        if let Some(n) = fail_sync_after {
+            disk.fail_sync_after(n);
+        }
+        let (store, report) = Store::open(disk, config)?;
+        let tables = store
+            .tables()
+            .map(|t| (t.desc.name.clone(), table_state(&t.desc)))
+            .collect();
+        Ok((Shard { id, tables, store }, report))
     }
 
     pub fn table(&self, name: &str) -> Result<&TableState, ApiError> {
         self.tables.get(name).ok_or_else(|| table_not_found(name))
     }
 
-    pub fn table_mut(&mut self, name: &str) -> Result<&mut TableState, ApiError> {
-        self.tables
-            .get_mut(name)
-            .ok_or_else(|| table_not_found(name))
-    }
-
     pub fn has_table(&self, name: &str) -> bool {
         self.tables.contains_key(name)
     }
 
+    /// Logs the table's creation; returns the position to wait for before acknowledging.
     pub fn create_table(
         &mut self,
         name: &str,
         schema: KeySchema,
         creation_time_ms: u64,
-    ) -> Result<(), ApiError> {
+    ) -> Result<LogPos, ApiError> {
         if self.tables.contains_key(name) {
             return Err(ApiError::in_use(format!("Table already exists: {name}")));
         }
+        let desc = TableDesc {
+            table_id: 0,
+            name: name.to_owned(),
+            partition_key: attr_desc(&schema.partition),
+            sort_key: schema.sort.as_ref().map(attr_desc),
+            creation_time_ms,
+        };
+        let (id, pos) = self
+            .store
+            .create_table(desc)
+            .map_err(|e| store_error(self.id, e))?;
         self.tables.insert(
             name.to_owned(),
             TableState {
+                id,
                 schema,
                 creation_time_ms,
-                data: Table::new(),
             },
         );
-        Ok(())
+        Ok(pos)
     }
 
-    pub fn delete_table(&mut self, name: &str) -> Result<TableState, ApiError> {
-        self.tables
-            .remove(name)
-            .ok_or_else(|| table_not_found(name))
+    /// Logs the table's deletion with all its items; returns the position to wait for.
+    pub fn delete_table(&mut self, name: &str) -> Result<LogPos, ApiError> {
+        let id = self.table(name)?.id;
+        let pos = self
+            .store
+            .delete_table(id)
+            .map_err(|e| store_error(self.id, e))?;
+        self.tables.remove(name);
+        Ok(pos)
     }
 
     /// Table names in ascending order.
@@ -83,8 +175,9 @@ impl Shard {
 
     /// (item count, DynamoDB bytes) of this shard's slice of a table.
     pub fn table_stats(&self, name: &str) -> Result<(u64, u64), ApiError> {
-        let t = self.table(name)?;
-        Ok((t.data.len() as u64, t.data.size_bytes()))
+        let id = self.table(name)?.id;
+        let t = self.store.table(id).map_err(|e| store_error(self.id, e))?;
+        Ok((t.index.len() as u64, t.index.size_bytes()))
     }
 
     /// The description of a table with the given totals.

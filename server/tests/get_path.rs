@@ -17,7 +17,9 @@ use tern_protocol::messages::{
 use tern_protocol::{Item, KeyAttr, KeySchema, ScalarType, Value};
 use tern_server::core::{Core, Outcome};
 use tern_server::mesh::{Mesh, Reply, Request};
+use tern_server::shard::Shard;
 use tern_server::topology::Topology;
+use tern_storage::store::{Durability, StoreConfig};
 
 /// Counts allocations made by the current thread while counting is on.
 struct CountingAllocator;
@@ -86,9 +88,19 @@ fn get_item_hit_allocates_nothing_and_returns_the_put_bytes() {
         .spawn(|| async {
             let (req_tx, _req_rx) = MeshBuilder::<Request, _>::full(1, 16).join().await.unwrap();
             let (rep_tx, _rep_rx) = MeshBuilder::<Reply, _>::full(1, 16).join().await.unwrap();
+            let data = tempfile::tempdir().unwrap();
+            // Durability none: a put is acknowledged at once, and this test looks at the
+            // read path only (a read of a not-yet-durable item is deferred by design).
+            let config = StoreConfig {
+                segment_size: 8 << 20,
+                durability: Durability::None,
+                ..StoreConfig::default()
+            };
+            let (shard, _) = Shard::open(0, data.path(), config, None).unwrap();
             let core = Core::new(
                 Topology::new("t".into(), 0, vec![(0, 0)]),
                 Mesh::new(0, req_tx, rep_tx),
+                shard,
             );
 
             let create = encode(&CreateTableRequest {

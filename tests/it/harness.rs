@@ -1,24 +1,46 @@
 //! Starting and stopping a real `ternd` for a test.
 
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use tern_client::{Client, ClientConfig, Item, KeyAttr, KeySchema, ScalarType, Value};
 
-/// A running `ternd`, killed when dropped.
+/// A running `ternd`, killed when dropped, with its data directory (removed when the
+/// last `Server` using it is dropped).
 pub struct Server {
     child: Option<Child>,
     pub shared_port: u16,
     pub shard_ports: Vec<u16>,
+    pub data: Rc<tempfile::TempDir>,
 }
 
 impl Server {
-    /// Starts `ternd --port 0 --cores N --no-pin --net MODE` and waits until it listens.
+    /// Starts `ternd --port 0 --cores N --no-pin --net MODE` on a fresh data directory
+    /// and waits until it listens.
     pub fn start(cores: usize, net: &str) -> Server {
+        let data = Rc::new(tempfile::tempdir().expect("data dir"));
+        Server::start_in(data, cores, net, &[])
+    }
+
+    /// Starts `ternd` on an existing data directory (a restart), with extra arguments.
+    pub fn start_in(
+        data: Rc<tempfile::TempDir>,
+        cores: usize,
+        net: &str,
+        extra: &[&str],
+    ) -> Server {
+        let dir: &Path = data.path();
         let mut child = Command::new(env!("CARGO_BIN_EXE_ternd"))
             .args(["--port", "0", "--no-pin", "--net", net, "--cores"])
             .arg(cores.to_string())
+            .arg("--data-dir")
+            .arg(dir)
+            // Small segments: less to zero-fill per test node.
+            .args(["--segment-size-mib", "8"])
+            .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -45,7 +67,16 @@ impl Server {
             child: Some(child),
             shared_port,
             shard_ports,
+            data,
         }
+    }
+
+    /// SIGKILL, no goodbye: what a crash looks like to the data directory.
+    pub fn kill9(mut self) -> Rc<tempfile::TempDir> {
+        let mut child = self.child.take().expect("running");
+        let _ = child.kill();
+        let _ = child.wait();
+        self.data.clone()
     }
 
     pub fn endpoint(&self) -> String {

@@ -5,6 +5,7 @@
 
 mod harness;
 
+mod durability;
 mod errors;
 mod items;
 mod paging;

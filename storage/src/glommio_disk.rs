@@ -1,0 +1,299 @@
+//! The real disk: a data directory on a file system, written through io_uring (glommio's
+//! buffered files: `write_at`, `fdatasync` and `fallocate` are ring operations) and read
+//! through memmap2.
+//!
+//! Segments are preallocated *and zero-filled* before use: overwriting fallocated
+//! (unwritten) extents makes every fdatasync also commit an extent-conversion to the
+//! file system journal. Measured on this VM (ext4): 4 KiB write + fdatasync costs
+//! 195–204 µs into a fallocated file and 107–109 µs into a zero-filled one. To keep that
+//! work off the write path, `prepare_spare` fills the next segment in the background and
+//! `create_segment` only renames it.
+//!
+//! Only this module uses `unsafe` (the mmap): see `map`.
+#![allow(unsafe_code)]
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::fs;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use glommio::io::{BufferedFile, Directory, OpenOptions};
+
+use crate::disk::{Disk, FileMap};
+
+/// The zero-filled file `create_segment` renames into place when it exists.
+const SPARE_NAME: &str = "spare-segment.tmp";
+/// Zero-fill writes are this large.
+const FILL_CHUNK: usize = 1 << 20;
+/// Checkpoint writes are this large.
+const CHECKPOINT_CHUNK: usize = 4 << 20;
+
+/// A read-only map of a whole segment file.
+#[derive(Debug)]
+pub struct SegmentMap(memmap2::Mmap);
+
+impl FileMap for SegmentMap {
+    fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct GlommioDisk {
+    inner: Rc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    dir: PathBuf,
+    /// Open segment files, by name (the active one and the one being filled).
+    files: RefCell<HashMap<String, Rc<BufferedFile>>>,
+    /// Length of the spare segment, once one is complete.
+    spare: RefCell<Option<u64>>,
+    filling: RefCell<bool>,
+    /// Failpoint: syncs left before every sync fails with EIO (`None`: never).
+    syncs_before_failure: Cell<Option<u64>>,
+}
+
+fn to_io<T: std::fmt::Debug>(e: glommio::GlommioError<T>) -> io::Error {
+    io::Error::other(format!("{e}"))
+}
+
+impl GlommioDisk {
+    /// Uses `dir` (created if missing) as the data directory. Leftover temporary files
+    /// from an interrupted run are removed.
+    pub fn open(dir: &Path) -> io::Result<GlommioDisk> {
+        fs::create_dir_all(dir)?;
+        for entry in fs::read_dir(dir)? {
+            let name = entry?.file_name();
+            if name.to_string_lossy().ends_with(".tmp") {
+                fs::remove_file(dir.join(&name))?;
+            }
+        }
+        sync_dir(dir)?;
+        Ok(GlommioDisk {
+            inner: Rc::new(Inner {
+                dir: dir.to_owned(),
+                files: RefCell::new(HashMap::new()),
+                spare: RefCell::new(None),
+                filling: RefCell::new(false),
+                syncs_before_failure: Cell::new(None),
+            }),
+        })
+    }
+
+    /// Failpoint for fault-injection tests (`ternd --inject-sync-failure-after`): after
+    /// `n` more successful syncs, every sync fails with EIO as a failing device would.
+    pub fn fail_sync_after(&self, n: u64) {
+        self.inner.syncs_before_failure.set(Some(n));
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.inner.dir.join(name)
+    }
+
+    async fn file(&self, name: &str) -> io::Result<Rc<BufferedFile>> {
+        if let Some(f) = self.inner.files.borrow().get(name) {
+            return Ok(f.clone());
+        }
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .buffered_open(self.path(name))
+            .await
+            .map_err(to_io)?;
+        let f = Rc::new(f);
+        self.inner
+            .files
+            .borrow_mut()
+            .insert(name.to_owned(), f.clone());
+        Ok(f)
+    }
+
+    /// Creates `path` with `len` zero bytes, allocated, written and synced.
+    async fn fill(&self, path: &Path, len: u64) -> io::Result<()> {
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .buffered_open(path)
+            .await
+            .map_err(to_io)?;
+        f.pre_allocate(len, false).await.map_err(to_io)?;
+        let mut at = 0u64;
+        while at < len {
+            let n = (len - at).min(FILL_CHUNK as u64) as usize;
+            let written = f.write_at(vec![0u8; n], at).await.map_err(to_io)?;
+            if written != n {
+                return Err(io::Error::other(format!(
+                    "short write while zero-filling {}: {written} of {n} bytes",
+                    path.display()
+                )));
+            }
+            at += n as u64;
+        }
+        f.fdatasync().await.map_err(to_io)?;
+        f.close().await.map_err(to_io)?;
+        Ok(())
+    }
+
+    /// Zero-fills a spare segment of `len` bytes in the background (call from a
+    /// low-priority task), unless one exists or is being made.
+    pub async fn prepare_spare(&self, len: u64) -> io::Result<()> {
+        if self.inner.spare.borrow().is_some() || *self.inner.filling.borrow() {
+            return Ok(());
+        }
+        *self.inner.filling.borrow_mut() = true;
+        let result = self.fill(&self.path(SPARE_NAME), len).await;
+        *self.inner.filling.borrow_mut() = false;
+        if result.is_ok() {
+            *self.inner.spare.borrow_mut() = Some(len);
+        }
+        result
+    }
+
+    pub fn has_spare(&self) -> bool {
+        self.inner.spare.borrow().is_some() || *self.inner.filling.borrow()
+    }
+
+    async fn sync_dir_async(&self) -> io::Result<()> {
+        let d = Directory::open(&self.inner.dir).await.map_err(to_io)?;
+        d.sync().await.map_err(to_io)?;
+        d.close().await.map_err(to_io)
+    }
+}
+
+/// EIO, the error a failing device reports.
+fn libc_eio() -> i32 {
+    5
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    fs::File::open(dir)?.sync_all()
+}
+
+impl Disk for GlommioDisk {
+    type Map = SegmentMap;
+
+    fn list(&self) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in fs::read_dir(&self.inner.dir)? {
+            names.push(entry?.file_name().to_string_lossy().into_owned());
+        }
+        Ok(names)
+    }
+
+    fn map(&self, name: &str) -> io::Result<SegmentMap> {
+        let file = fs::File::open(self.path(name))?;
+        // SAFETY: segment files are only ever changed by this process, and only in two
+        // ways: appends beyond the store's written watermark (bytes no reader has been
+        // handed; the store reads those from its own buffers until the write completes)
+        // and deletion of a whole file after the store dropped every location in it (an
+        // unlinked file stays mapped until the map is dropped). Files are never
+        // truncated, so the mapping never loses its backing pages (no SIGBUS).
+        let map = unsafe { memmap2::Mmap::map(&file)? };
+        // Point reads are random: do not read ahead of them (matters when the data is
+        // larger than the page cache).
+        map.advise(memmap2::Advice::Random)?;
+        Ok(SegmentMap(map))
+    }
+
+    fn refresh(&self, _name: &str, _map: &mut SegmentMap) -> io::Result<()> {
+        // A shared mapping shows the page cache: completed writes are visible already.
+        Ok(())
+    }
+
+    fn read_all(&self, name: &str) -> io::Result<Vec<u8>> {
+        fs::read(self.path(name))
+    }
+
+    fn remove(&self, name: &str) -> io::Result<()> {
+        self.inner.files.borrow_mut().remove(name);
+        fs::remove_file(self.path(name))?;
+        sync_dir(&self.inner.dir)
+    }
+
+    fn zero_range_sync(&self, name: &str, offset: u64, len: u64) -> io::Result<()> {
+        let f = fs::OpenOptions::new().write(true).open(self.path(name))?;
+        let zeros = vec![0u8; FILL_CHUNK];
+        let mut at = 0u64;
+        while at < len {
+            let n = (len - at).min(FILL_CHUNK as u64) as usize;
+            f.write_all_at(&zeros[..n], offset + at)?;
+            at += n as u64;
+        }
+        f.sync_data()
+    }
+
+    async fn create_segment(&self, name: &str, len: u64) -> io::Result<()> {
+        let target = self.path(name);
+        let spare = self.inner.spare.borrow_mut().take();
+        if spare == Some(len) {
+            fs::rename(self.path(SPARE_NAME), &target)?;
+        } else {
+            let tmp = self.path(&format!("{name}.tmp"));
+            self.fill(&tmp, len).await?;
+            fs::rename(&tmp, &target)?;
+        }
+        self.sync_dir_async().await
+    }
+
+    async fn write(&self, name: &str, offset: u64, bytes: Vec<u8>) -> io::Result<()> {
+        let f = self.file(name).await?;
+        let n = bytes.len();
+        let written = f.write_at(bytes, offset).await.map_err(to_io)?;
+        if written != n {
+            return Err(io::Error::other(format!(
+                "short write to {name} at {offset}: {written} of {n} bytes"
+            )));
+        }
+        Ok(())
+    }
+
+    async fn sync(&self, name: &str) -> io::Result<()> {
+        match self.inner.syncs_before_failure.get() {
+            Some(0) => return Err(io::Error::from_raw_os_error(libc_eio())),
+            Some(n) => self.inner.syncs_before_failure.set(Some(n - 1)),
+            None => {}
+        }
+        let f = self.file(name).await?;
+        f.fdatasync().await.map_err(to_io)
+    }
+
+    async fn write_file(&self, name: &str, bytes: Vec<u8>) -> io::Result<()> {
+        let tmp = self.path(&format!("{name}.tmp"));
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .buffered_open(&tmp)
+            .await
+            .map_err(to_io)?;
+        // In chunks through the ring: a checkpoint can be tens of MiB.
+        for (i, chunk) in bytes.chunks(CHECKPOINT_CHUNK).enumerate() {
+            let written = f
+                .write_at(chunk.to_vec(), (i * CHECKPOINT_CHUNK) as u64)
+                .await
+                .map_err(to_io)?;
+            if written != chunk.len() {
+                return Err(io::Error::other(format!(
+                    "short write to {}",
+                    tmp.display()
+                )));
+            }
+        }
+        f.fdatasync().await.map_err(to_io)?;
+        f.close().await.map_err(to_io)?;
+        fs::rename(&tmp, self.path(name))?;
+        self.sync_dir_async().await
+    }
+}
