@@ -239,6 +239,9 @@ pub struct Store<D: Disk> {
     appended_at_checkpoint: u64,
     checkpoint_file: Option<String>,
     checkpoint_running: bool,
+    /// A compaction dropped a segment: checkpoint at the next chance, so recovery need
+    /// not replay the relocation records (and the checkpoint stops naming the segment).
+    checkpoint_requested: bool,
 }
 
 impl<D: Disk> std::fmt::Debug for Store<D> {
@@ -293,6 +296,7 @@ impl<D: Disk + Clone> Store<D> {
             appended_at_checkpoint: 0,
             checkpoint_file: None,
             checkpoint_running: false,
+            checkpoint_requested: false,
         };
         let mut report = RecoveryReport::default();
         if let Err(msg) = store.recover(&mut report)? {
@@ -1061,14 +1065,17 @@ impl<D: Disk + Clone> Store<D> {
     pub fn checkpoint_due(&self) -> bool {
         !self.checkpoint_running
             && self.failure.is_none()
-            && self.stats.client_bytes + self.stats.relocated_bytes - self.appended_at_checkpoint
-                >= self.cfg.checkpoint_every_bytes
+            && (self.checkpoint_requested
+                || self.stats.client_bytes + self.stats.relocated_bytes
+                    - self.appended_at_checkpoint
+                    >= self.cfg.checkpoint_every_bytes)
     }
 
     /// Serializes the catalog and indexes as of now. Write the job's bytes once the log
     /// is durable up to `replay_from`, then call `checkpoint_written`.
     pub fn begin_checkpoint(&mut self) -> CheckpointJob {
         self.checkpoint_running = true;
+        self.checkpoint_requested = false;
         self.appended_at_checkpoint = self.stats.client_bytes + self.stats.relocated_bytes;
         let replay_from = self.appended_pos();
         let segments: Vec<(u32, u32)> = self.segments.iter().map(|(&id, s)| (id, s.end)).collect();
@@ -1217,8 +1224,7 @@ impl<D: Disk + Clone> Store<D> {
         assert_ne!(segment, self.active, "the active segment is never dropped");
         drop(seg);
         self.stats.segments_compacted += 1;
-        // A checkpoint soon, so recovery stops replaying the relocation records.
-        self.appended_at_checkpoint = 0;
+        self.checkpoint_requested = true;
         self.disk.remove(&segment_file_name(segment))
     }
 
