@@ -25,9 +25,9 @@ use tern_protocol::frame::{FLAG_FOUND, NO_SHARD_HINT, Opcode, write_frame};
 use tern_protocol::keys::{KeyRef, partition_hash, partition_of};
 pub use tern_protocol::messages::{
     BatchGetItemRequest, BatchGetItemResponse, BatchWriteItemRequest, BatchWriteItemResponse,
-    HelloResponse, KeysAndAttributes, ListTablesRequest, ListTablesResponse, PageResponse,
-    QueryRequest, ReturnValues, ScanRequest, SortKeyCondition, TableDescription, TableItems,
-    TableStatus, TableWriteRequests, WriteRequest,
+    Counter, HelloResponse, KeysAndAttributes, ListTablesRequest, ListTablesResponse, PageResponse,
+    QueryRequest, ReturnValues, ScanRequest, ShardStats, SortKeyCondition, StatsRequest,
+    StatsResponse, TableDescription, TableItems, TableStatus, TableWriteRequests, WriteRequest,
 };
 use tern_protocol::messages::{
     CreateTableRequest, DeleteItemRequest, GetItemRequest, HelloRequest, PutItemRequest,
@@ -288,6 +288,11 @@ impl Client {
         self.schemas
             .insert(name.to_owned(), resp.table.key_schema.clone());
         Ok(resp.table)
+    }
+
+    /// Counters of every shard of the node.
+    pub fn stats(&mut self) -> Result<StatsResponse> {
+        decode_body(self.call(None, Opcode::Stats, &encode(&StatsRequest::default()))?)
     }
 
     pub fn list_tables(&mut self, req: &ListTablesRequest) -> Result<ListTablesResponse> {

@@ -44,6 +44,8 @@ enum Command {
     },
     /// List every table.
     ListTables,
+    /// Counters of every shard: one JSON object with `total` (sums) and `shards`.
+    Stats,
     /// Describe a table.
     DescribeTable { name: String },
     /// Delete a table and all its items.
@@ -258,6 +260,7 @@ fn run(cli: Cli) -> Result<Json, Error> {
             json!({"TableDescription": table_json(&client.create_table(&name, schema)?)})
         }
         Command::ListTables => json!({"TableNames": client.list_all_tables()?}),
+        Command::Stats => stats_json(&client.stats()?),
         Command::DescribeTable { name } => {
             json!({"Table": table_json(&client.describe_table(&name)?)})
         }
@@ -364,4 +367,21 @@ fn run(cli: Cli) -> Result<Json, Error> {
             })?
         }
     })
+}
+
+/// `{"total": {name: sum over shards}, "shards": [{"shard": k, name: value, ...}]}`.
+fn stats_json(stats: &tern_client::StatsResponse) -> serde_json::Value {
+    let mut total = serde_json::Map::new();
+    let mut shards = Vec::new();
+    for s in &stats.shards {
+        let mut one = serde_json::Map::new();
+        one.insert("shard".into(), json!(s.shard));
+        for c in &s.counters {
+            one.insert(c.name.clone(), json!(c.value));
+            let sum = total.get(&c.name).and_then(|v| v.as_u64()).unwrap_or(0);
+            total.insert(c.name.clone(), json!(sum + c.value));
+        }
+        shards.push(serde_json::Value::Object(one));
+    }
+    json!({"total": total, "shards": shards})
 }

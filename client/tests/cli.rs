@@ -73,6 +73,15 @@ fn cli_tour() {
     .json();
     assert_eq!(created["TableDescription"]["TableName"], "music");
     assert_eq!(created["TableDescription"]["TableStatus"], "CREATING");
+
+    // Stats: one object with totals over both shards and one entry per shard. Creating
+    // the table wrote (and synced) one catalog record on each shard.
+    let stats = tern(ep, &["stats"]).json();
+    assert_eq!(stats["shards"].as_array().map(Vec::len), Some(2));
+    assert_eq!(stats["shards"][1]["shard"], 1);
+    assert_eq!(stats["total"]["Tables"], 2, "one catalog entry per shard: {stats}");
+    assert!(stats["total"]["LogSyncs"].as_u64() >= Some(2), "{stats}");
+    assert_eq!(stats["total"]["LogCorruptions"], 0);
     assert_eq!(
         created["TableDescription"]["KeySchema"][1],
         json!({"AttributeName": "year", "KeyType": "RANGE"})

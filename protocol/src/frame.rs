@@ -49,10 +49,12 @@ pub enum Opcode {
     Scan = 10,
     BatchGetItem = 11,
     BatchWriteItem = 12,
+    /// Per-shard counters (storage now; cache with the cache).
+    Stats = 13,
 }
 
 impl Opcode {
-    pub const ALL: [Opcode; 12] = [
+    pub const ALL: [Opcode; 13] = [
         Opcode::Hello,
         Opcode::CreateTable,
         Opcode::DeleteTable,
@@ -65,6 +67,7 @@ impl Opcode {
         Opcode::Scan,
         Opcode::BatchGetItem,
         Opcode::BatchWriteItem,
+        Opcode::Stats,
     ];
 
     pub fn from_u8(raw: u8) -> Option<Opcode> {
@@ -85,6 +88,7 @@ impl Opcode {
             Opcode::Scan => "Scan",
             Opcode::BatchGetItem => "BatchGetItem",
             Opcode::BatchWriteItem => "BatchWriteItem",
+            Opcode::Stats => "Stats",
         }
     }
 }

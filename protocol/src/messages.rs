@@ -171,6 +171,34 @@ pub struct ListTablesResponse {
 }
 
 // ---------------------------------------------------------------------------------------
+// Stats
+
+/// Counters of every shard (`shard: None`) or of one.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
+pub struct StatsRequest {
+    pub shard: Option<u32>,
+}
+
+/// One named counter or gauge. Names are CamelCase like DAX's metrics
+/// (e.g. `LogSyncs`, `IndexItems`); new ones can appear in any release.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Counter {
+    pub name: String,
+    pub value: u64,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ShardStats {
+    pub shard: u32,
+    pub counters: Vec<Counter>,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
+pub struct StatsResponse {
+    pub shards: Vec<ShardStats>,
+}
+
+// ---------------------------------------------------------------------------------------
 // Items
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -262,6 +262,7 @@ impl Core {
             Opcode::Scan => self.scan(id, body),
             Opcode::BatchGetItem => self.batch_get(id, body, forwarded, out),
             Opcode::BatchWriteItem => self.batch_write(id, body, forwarded, out),
+            Opcode::Stats => self.stats(id, body),
         };
         match result {
             Ok(outcome) => outcome,
@@ -304,6 +305,7 @@ impl Core {
             }
             Call::TableStats(name) => Answer::Stats(self.shard.borrow().table_stats(&name)),
             Call::ScanRange(range) => Answer::Scan(self.scan_local_durable(&range).await),
+            Call::Stats => Answer::Counters(self.shard.borrow().stats()),
         }
     }
 
@@ -481,6 +483,43 @@ impl Core {
             }
             .await;
             reply::frame_to_vec(Opcode::DescribeTable, id, result)
+        })))
+    }
+
+    /// Counters of every shard (or one), gathered over the mesh.
+    fn stats(self: &Rc<Self>, id: u64, body: &[u8]) -> OpResult {
+        let req = decode::<StatsRequest>(body)?;
+        let count = self.topology.shard_count() as ShardId;
+        let shards: Vec<ShardId> = match req.shard {
+            None => (0..count).collect(),
+            Some(s) if s < count => vec![s],
+            Some(s) => {
+                return Err(ApiError::validation(format!(
+                    "shard {s} does not exist: this node has {count}"
+                ))
+                .into());
+            }
+        };
+        let core = self.clone();
+        Ok(Outcome::Later(Box::pin(async move {
+            let result = async {
+                let mut resp = StatsResponse::default();
+                for shard in shards {
+                    if core.is_me(shard) {
+                        resp.shards.push(core.shard.borrow().stats());
+                        continue;
+                    }
+                    match core.mesh.call(shard, Call::Stats).await? {
+                        Answer::Counters(s) => resp.shards.push(s),
+                        other => {
+                            return Err(ApiError::internal(format!("unexpected answer {other:?}")));
+                        }
+                    }
+                }
+                Ok(encode(&resp))
+            }
+            .await;
+            reply::frame_to_vec(Opcode::Stats, id, result)
         })))
     }
 

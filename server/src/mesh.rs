@@ -37,6 +37,8 @@ pub enum Call {
     TableStats(String),
     /// One step of a Scan: items of the target's slice in an index-key range.
     ScanRange(ScanRange),
+    /// The target's counters.
+    Stats,
 }
 
 /// A Scan step: index keys in `(lower, upper)`, at most `limit` items and about
@@ -67,6 +69,7 @@ pub enum Answer {
     Done(Result<(), ApiError>),
     Stats(Result<(u64, u64), ApiError>),
     Scan(Result<ScanChunk, ApiError>),
+    Counters(tern_protocol::messages::ShardStats),
 }
 
 #[derive(Debug)]

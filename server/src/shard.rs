@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use tern_protocol::messages::{TableDescription, TableStatus};
+use tern_protocol::messages::{Counter, ShardStats, TableDescription, TableStatus};
 use tern_protocol::{ApiError, ErrorCode, KeyAttr, KeySchema, ScalarType};
 use tern_storage::catalog::{KeyAttrDesc, KeyType, TableDesc};
 use tern_storage::glommio_disk::GlommioDisk;
@@ -178,6 +178,44 @@ impl Shard {
         let id = self.table(name)?.id;
         let t = self.store.table(id).map_err(|e| store_error(self.id, e))?;
         Ok((t.index.len() as u64, t.index.size_bytes()))
+    }
+
+    /// This shard's counters and gauges (see docs/operations.md for their meaning).
+    pub fn stats(&self) -> ShardStats {
+        let s = self.store.stats();
+        let items: u64 = self.store.tables().map(|t| t.index.len() as u64).sum();
+        let counters = [
+            ("LogClientBytes", s.client_bytes),
+            ("LogRelocatedBytes", s.relocated_bytes),
+            ("LogWrittenBytes", s.written_bytes),
+            ("LogFlushes", s.flushes),
+            ("LogSyncs", s.syncs),
+            ("LogSegments", self.store.segments().len() as u64),
+            ("LogSegmentsCreated", s.segments_created),
+            ("LogSegmentsCompacted", s.segments_compacted),
+            ("LogCheckpoints", s.checkpoints),
+            ("LogCorruptions", s.corruptions),
+            (
+                "LogStopped",
+                u64::from(matches!(
+                    self.store.failure(),
+                    Some(StoreError::Poisoned(_))
+                )),
+            ),
+            ("IndexItems", items),
+            ("IndexHeapBytes", self.store.index_heap_bytes() as u64),
+            ("Tables", self.tables.len() as u64),
+        ];
+        ShardStats {
+            shard: self.id,
+            counters: counters
+                .into_iter()
+                .map(|(name, value)| Counter {
+                    name: name.to_owned(),
+                    value,
+                })
+                .collect(),
+        }
     }
 
     /// The description of a table with the given totals.

@@ -110,6 +110,13 @@ fn a_failing_fsync_stops_the_shard_and_acknowledges_nothing_more() {
         acked.len()
     );
     // The shard stays stopped: no more writes, no reads.
+    let stats = c.stats().unwrap();
+    let stopped = stats.shards[0]
+        .counters
+        .iter()
+        .find(|k| k.name == "LogStopped")
+        .expect("LogStopped");
+    assert_eq!(stopped.value, 1);
     let again = c.put_item("kvs", &value(99, 1)).unwrap_err();
     assert_eq!(again.code(), Some(ErrorCode::InternalServerError));
     let read = c.get_item("kvs", &key(0), false).unwrap_err();
@@ -172,4 +179,12 @@ fn a_torn_tail_is_cut_and_a_flipped_bit_is_reported() {
     let e = c.get_item("kvs", &key(1), false).unwrap_err();
     assert_eq!(e.code(), Some(ErrorCode::InternalServerError), "{e}");
     assert!(e.to_string().contains("corrupt"), "{e}");
+    // The metric says so too.
+    let stats = c.stats().unwrap();
+    let corruptions = stats.shards[0]
+        .counters
+        .iter()
+        .find(|k| k.name == "LogCorruptions")
+        .expect("LogCorruptions");
+    assert_eq!(corruptions.value, 1);
 }
