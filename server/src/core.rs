@@ -14,7 +14,7 @@
 //! in place, and the reply is a header plus the stored item bytes, as the client sent them.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::ops::Bound;
 use std::pin::Pin;
@@ -92,9 +92,9 @@ pub struct Core {
     scratch: RefCell<Vec<u8>>,
     /// The encoded `WriteItemResponse { attributes: None }`, built once.
     empty_write_response: Vec<u8>,
-    /// Tasks waiting for the log to become durable up to some position: woken after
-    /// every flush.
-    durable_waiters: RefCell<Vec<Waker>>,
+    /// Tasks waiting for the log to become durable up to a position, by position: a
+    /// flush wakes exactly those it satisfied (and everyone if the store failed).
+    durable_waiters: RefCell<BTreeMap<LogPos, Vec<Waker>>>,
     /// The flusher task, parked until a write appends to the log.
     flusher: Cell<Option<Waker>>,
 }
@@ -115,7 +115,7 @@ impl Core {
             ddl_lock: Semaphore::new(1),
             scratch: RefCell::new(Vec::with_capacity(256)),
             empty_write_response: encode(&WriteItemResponse { attributes: None }),
-            durable_waiters: RefCell::new(Vec::new()),
+            durable_waiters: RefCell::new(BTreeMap::new()),
             flusher: Cell::new(None),
         })
     }
@@ -156,16 +156,35 @@ impl Core {
             if store.failure().is_some() || (!store.has_pending() && !store.flush_in_progress()) {
                 Poll::Ready(())
             } else {
-                self.durable_waiters.borrow_mut().push(cx.waker().clone());
+                self.wait_for(store.appended_pos(), cx.waker());
                 Poll::Pending
             }
         })
         .await
     }
 
-    /// Wakes every task waiting for durability (after a flush completed or failed).
+    fn wait_for(&self, pos: LogPos, waker: &Waker) {
+        let mut waiters = self.durable_waiters.borrow_mut();
+        let list = waiters.entry(pos).or_default();
+        if !list.iter().any(|w| w.will_wake(waker)) {
+            list.push(waker.clone());
+        }
+    }
+
+    /// Wakes the tasks whose position a flush made durable (all of them if the store
+    /// failed: they get its error).
     pub fn wake_durable_waiters(&self) {
-        for w in self.durable_waiters.take() {
+        let shard = self.shard.borrow();
+        let ready = if shard.store.failure().is_some() {
+            self.durable_waiters.take()
+        } else {
+            let durable = shard.store.durable_pos();
+            let mut waiters = self.durable_waiters.borrow_mut();
+            let later = waiters.split_off(&LogPos(durable.0 + 1));
+            std::mem::replace(&mut *waiters, later)
+        };
+        drop(shard);
+        for w in ready.into_values().flatten() {
             w.wake();
         }
     }
@@ -178,7 +197,7 @@ impl Core {
             match shard.store.is_durable(pos) {
                 Ok(true) => Poll::Ready(Ok(())),
                 Ok(false) => {
-                    self.durable_waiters.borrow_mut().push(cx.waker().clone());
+                    self.wait_for(pos, cx.waker());
                     Poll::Pending
                 }
                 Err(e) => Poll::Ready(Err(store_error(shard.id, e))),
