@@ -239,6 +239,10 @@ pub struct Store<D: Disk> {
     appended_at_checkpoint: u64,
     checkpoint_file: Option<String>,
     checkpoint_running: bool,
+    /// Replay segments of the newest durable checkpoint and of the one being written:
+    /// never compacted, or recovery could not use those checkpoints (dropping the segment
+    /// would also drop tombstones after the replay point that the checkpoint predates).
+    checkpoint_segments: [Option<u32>; 2],
     /// A compaction dropped a segment: checkpoint at the next chance, so recovery need
     /// not replay the relocation records (and the checkpoint stops naming the segment).
     checkpoint_requested: bool,
@@ -296,18 +300,35 @@ impl<D: Disk + Clone> Store<D> {
             appended_at_checkpoint: 0,
             checkpoint_file: None,
             checkpoint_running: false,
+            checkpoint_segments: [None, None],
             checkpoint_requested: false,
         };
         let mut report = RecoveryReport::default();
-        if let Err(msg) = store.recover(&mut report)? {
-            store.stats.corruptions += 1;
-            report.corruption = Some(msg.clone());
-            store.failure = Some(StoreError::Corrupt(msg));
+        match store.recover(&mut report)? {
+            Ok(()) => store.remove_stale_checkpoints()?,
+            Err(msg) => {
+                // Everything stays on disk as found, for whoever investigates.
+                store.stats.corruptions += 1;
+                report.corruption = Some(msg.clone());
+                store.failure = Some(StoreError::Corrupt(msg));
+            }
         }
         report.items = store.tables.values().map(|t| t.index.len() as u64).sum();
         report.elapsed = started.elapsed();
         store.appended_at_checkpoint = store.stats.client_bytes;
         Ok((store, report))
+    }
+
+    /// After a successful recovery only the checkpoint it used is worth keeping.
+    fn remove_stale_checkpoints(&mut self) -> io::Result<()> {
+        for name in self.disk.list()? {
+            if parse_checkpoint_file_name(&name).is_some()
+                && self.checkpoint_file.as_deref() != Some(name.as_str())
+            {
+                self.disk.remove(&name)?;
+            }
+        }
+        Ok(())
     }
 
     /// Recovery proper. Outer error: I/O. Inner error: corruption (a message).
@@ -331,6 +352,7 @@ impl<D: Disk + Clone> Store<D> {
                 Ok(c) if seg_ids.binary_search(&c.replay_from.segment()).is_ok() => {
                     report.checkpoint = Some((*name).clone());
                     self.checkpoint_file = Some((*name).clone());
+                    self.checkpoint_segments[0] = Some(c.replay_from.segment());
                     ckpt = Some(c);
                     break;
                 }
@@ -1076,6 +1098,7 @@ impl<D: Disk + Clone> Store<D> {
     pub fn begin_checkpoint(&mut self) -> CheckpointJob {
         self.checkpoint_running = true;
         self.checkpoint_requested = false;
+        self.checkpoint_segments[1] = Some(self.active);
         self.appended_at_checkpoint = self.stats.client_bytes + self.stats.relocated_bytes;
         let replay_from = self.appended_pos();
         let segments: Vec<(u32, u32)> = self.segments.iter().map(|(&id, s)| (id, s.end)).collect();
@@ -1098,12 +1121,14 @@ impl<D: Disk + Clone> Store<D> {
     /// The checkpoint file is durable: older ones are removed.
     pub fn checkpoint_written(&mut self, job: &CheckpointJob, result: io::Result<()>) {
         self.checkpoint_running = false;
+        let replay_segment = self.checkpoint_segments[1].take();
         if let Err(e) = result {
             // A checkpoint is an accelerator: recovery falls back to the previous one.
             tracing::warn!("checkpoint {} not written: {e}", job.file);
             return;
         }
         self.stats.checkpoints += 1;
+        self.checkpoint_segments[0] = replay_segment;
         if let Some(old) = self.checkpoint_file.replace(job.file.clone())
             && old != job.file
             && let Err(e) = self.disk.remove(&old)
@@ -1123,6 +1148,7 @@ impl<D: Disk + Clone> Store<D> {
         self.segments
             .iter()
             .filter(|&(&id, s)| id != self.active && s.map.is_some())
+            .filter(|&(&id, _)| !self.checkpoint_segments.contains(&Some(id)))
             .filter(|&(&id, _)| LogPos::new(id + 1, 0) <= self.durable_pos())
             .map(|(&id, s)| {
                 let data = (s.end as u64 - SEGMENT_HEADER_LEN as u64).max(1);

@@ -240,6 +240,23 @@ impl Run {
             report.corruption.is_none(),
             "a crash is not corruption: {report:?}"
         );
+        assert!(
+            report.bad_checkpoints.is_empty(),
+            "compaction must never make a checkpoint unusable: {report:?}"
+        );
+        let checkpoints = {
+            use tern_storage::disk::Disk;
+            image
+                .list()
+                .expect("list")
+                .iter()
+                .filter(|n| n.starts_with("ckpt-"))
+                .count()
+        };
+        assert!(
+            checkpoints <= 1,
+            "stale checkpoints left behind: {checkpoints}"
+        );
         self.stats.torn_tails += report.torn_tail.is_some() as u64;
         self.stats.checkpoints_used += report.checkpoint.is_some() as u64;
         store.check_invariants();
