@@ -8,6 +8,7 @@ mod harness;
 mod durability;
 mod errors;
 mod items;
+mod kill9;
 mod paging;
 mod protocol;
 mod tables;
