@@ -254,6 +254,25 @@ impl Core {
         }
     }
 
+    /// Routes a single-key operation: `Ok(Err(owner))` when another shard owns the key,
+    /// else the index key, built in the reusable scratch buffer.
+    fn owned_key(
+        &self,
+        table: &str,
+        pk: KeyRef<'_>,
+        sk: Option<KeyRef<'_>>,
+        forwarded: bool,
+    ) -> Result<Result<std::cell::RefMut<'_, Vec<u8>>, ShardId>, Fail> {
+        let hash = partition_hash(table, pk);
+        if let Some(owner) = self.route(hash, forwarded)? {
+            return Ok(Err(owner));
+        }
+        let mut key = self.scratch.borrow_mut();
+        key.clear();
+        encode_index_key(hash, pk, sk, &mut key);
+        Ok(Ok(key))
+    }
+
     /// Handles one frame; see the module doc.
     pub fn dispatch(self: &Rc<Self>, frame: Frame<'_>, out: &mut Vec<u8>) -> Outcome {
         let h = frame.header;
@@ -597,13 +616,10 @@ impl Core {
         let t = tables.get(table).ok_or_else(|| table_not_found(table))?;
         let info = validate_item(item, &t.schema)?;
         let (pk, sk) = (info.partition_key, info.sort_key);
-        let hash = partition_hash(table, pk);
-        if let Some(owner) = self.route(hash, forwarded)? {
-            return Ok(Outcome::Forward(owner));
-        }
-        let mut key = self.scratch.borrow_mut();
-        key.clear();
-        encode_index_key(hash, pk, sk, &mut key);
+        let key = match self.owned_key(table, pk, sk, forwarded)? {
+            Ok(key) => key,
+            Err(owner) => return Ok(Outcome::Forward(owner)),
+        };
         let (pos, old) = store
             .put(t.id, &key, item_bytes, info.size_bytes as u32)
             .map_err(|e| store_error(*shard_id, e))?;
@@ -649,13 +665,10 @@ impl Core {
         let shard = self.shard.borrow();
         let t = shard.table(table)?;
         let (pk, sk) = validate_key(key_item, &t.schema)?;
-        let hash = partition_hash(table, pk);
-        if let Some(owner) = self.route(hash, forwarded)? {
-            return Ok(Outcome::Forward(owner));
-        }
-        let mut key = self.scratch.borrow_mut();
-        key.clear();
-        encode_index_key(hash, pk, sk, &mut key);
+        let key = match self.owned_key(table, pk, sk, forwarded)? {
+            Ok(key) => key,
+            Err(owner) => return Ok(Outcome::Forward(owner)),
+        };
         let (item, wait) = shard
             .store
             .get(t.id, &key)
@@ -683,13 +696,10 @@ impl Core {
         } = &mut *shard;
         let t = tables.get(table).ok_or_else(|| table_not_found(table))?;
         let (pk, sk) = validate_key(key_item, &t.schema)?;
-        let hash = partition_hash(table, pk);
-        if let Some(owner) = self.route(hash, forwarded)? {
-            return Ok(Outcome::Forward(owner));
-        }
-        let mut key = self.scratch.borrow_mut();
-        key.clear();
-        encode_index_key(hash, pk, sk, &mut key);
+        let key = match self.owned_key(table, pk, sk, forwarded)? {
+            Ok(key) => key,
+            Err(owner) => return Ok(Outcome::Forward(owner)),
+        };
         let (wait, old) = store
             .delete(t.id, &key)
             .map_err(|e| store_error(*shard_id, e))?;
