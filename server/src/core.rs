@@ -137,7 +137,7 @@ impl Core {
     pub async fn flush_work(&self) {
         std::future::poll_fn(|cx| {
             let shard = self.shard.borrow();
-            if shard.store.has_pending() && !shard.store.flush_in_progress() {
+            if shard.store.has_flush_work() {
                 Poll::Ready(())
             } else {
                 self.flusher.set(Some(cx.waker().clone()));
@@ -197,6 +197,25 @@ impl Core {
             match shard.store.is_durable(pos) {
                 Ok(true) => Poll::Ready(Ok(())),
                 Ok(false) => {
+                    self.wait_for(pos, cx.waker());
+                    Poll::Pending
+                }
+                Err(e) => Poll::Ready(Err(store_error(shard.id, e))),
+            }
+        })
+        .await
+    }
+
+    /// Completes once `pos` is in the files (`Store::settled_pos`): what checkpoints and
+    /// compaction wait for.
+    pub async fn settled(&self, pos: LogPos) -> Result<(), ApiError> {
+        std::future::poll_fn(|cx| {
+            let mut shard = self.shard.borrow_mut();
+            match shard.store.is_settled(pos) {
+                Ok(true) => Poll::Ready(Ok(())),
+                Ok(false) => {
+                    shard.store.request_sync();
+                    self.kick_flusher();
                     self.wait_for(pos, cx.waker());
                     Poll::Pending
                 }

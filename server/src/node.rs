@@ -180,7 +180,7 @@ async fn run_maintenance(core: Rc<Core>) {
         }
         if core.shard().borrow().store.checkpoint_due() {
             let mut job = core.shard().borrow_mut().store.begin_checkpoint();
-            let result = match core.durable(job.replay_from).await {
+            let result = match core.settled(job.replay_from).await {
                 Ok(()) => {
                     disk.write_file(&job.file, std::mem::take(&mut job.bytes))
                         .await
@@ -214,7 +214,7 @@ async fn compact(core: &Rc<Core>, segment: u32) -> anyhow::Result<()> {
         glommio::yield_if_needed().await;
     }
     let copied_up_to = core.shard().borrow().store.appended_pos();
-    core.durable(copied_up_to)
+    core.settled(copied_up_to)
         .await
         .map_err(|e| anyhow::anyhow!("{}", e.message))?;
     core.shard().borrow_mut().store.drop_segment(segment)?;

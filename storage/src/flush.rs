@@ -26,30 +26,23 @@ pub enum Step {
 }
 
 impl FlushJob {
-    /// The job as steps: create (a new segment), write, sync (in `Durability::Sync`).
+    /// The job as steps: create (a new segment), write (if any bytes), syncs.
     pub fn steps(self) -> Vec<Step> {
-        let mut steps = Vec::with_capacity(3);
+        let mut steps = Vec::with_capacity(2 + self.sync_files.len());
         if let Some(len) = self.create_len {
             steps.push(Step::Create {
                 file: self.file.clone(),
                 len,
             });
         }
-        let file = self.file;
-        if self.sync {
+        if !self.bytes.is_empty() {
             steps.push(Step::Write {
-                file: file.clone(),
-                offset: self.offset,
-                bytes: self.bytes,
-            });
-            steps.push(Step::Sync { file });
-        } else {
-            steps.push(Step::Write {
-                file,
+                file: self.file,
                 offset: self.offset,
                 bytes: self.bytes,
             });
         }
+        steps.extend(self.sync_files.into_iter().map(|file| Step::Sync { file }));
         steps
     }
 }

@@ -23,7 +23,7 @@
 //! * every index entry points to a Put record in a present segment; `live` of a segment
 //!   is the sum of the lengths of the records index entries point to.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::io;
 use std::ops::Bound;
 use std::time::{Duration, Instant};
@@ -190,14 +190,22 @@ impl Chunk {
     }
 }
 
-/// A unit of work for the driver: create (if new), write, sync (if `Durability::Sync`).
+/// A unit of work for the driver: create `file` (a new segment), write `bytes` at
+/// `offset` of it (when not empty), then fdatasync each of `sync_files` in order.
 #[derive(Debug)]
 pub struct FlushJob {
     pub file: String,
     pub create_len: Option<u64>,
     pub offset: u64,
     pub bytes: Vec<u8>,
-    pub sync: bool,
+    pub sync_files: Vec<String>,
+}
+
+/// The job being run by the driver.
+#[derive(Debug)]
+struct Inflight {
+    chunk: Option<Chunk>,
+    sync: bool,
 }
 
 /// A checkpoint ready to be written once the log is durable up to `replay_from`.
@@ -227,9 +235,13 @@ pub struct Store<D: Disk> {
     next_index: u64,
     next_table_id: u32,
     pending: VecDeque<Chunk>,
-    inflight: Option<Chunk>,
+    inflight: Option<Inflight>,
     written: LogPos,
-    durable: LogPos,
+    /// Everything before this is covered by a completed fdatasync.
+    synced: LogPos,
+    /// Segments written since their last sync (`Durability::None` only).
+    unsynced: BTreeSet<u32>,
+    sync_requested: bool,
     tables: HashMap<u32, TableData>,
     by_name: HashMap<String, u32>,
     /// Deletes whose tombstones are not durable yet: a read of the key must wait.
@@ -254,7 +266,7 @@ impl<D: Disk> std::fmt::Debug for Store<D> {
             .field("active", &self.active)
             .field("next_index", &self.next_index)
             .field("tables", &self.tables.len())
-            .field("durable", &self.durable)
+            .field("synced", &self.synced)
             .field("failure", &self.failure)
             .finish()
     }
@@ -291,7 +303,9 @@ impl<D: Disk + Clone> Store<D> {
             pending: VecDeque::new(),
             inflight: None,
             written: LogPos::default(),
-            durable: LogPos::default(),
+            synced: LogPos::default(),
+            unsynced: BTreeSet::new(),
+            sync_requested: false,
             tables: HashMap::new(),
             by_name: HashMap::new(),
             pending_deletes: HashMap::new(),
@@ -534,6 +548,12 @@ impl<D: Disk + Clone> Store<D> {
                         t.desc.name, slot.loc.segment
                     )));
                 };
+                if slot.loc.offset as u64 + slot.loc.len as u64 > seg.end as u64 {
+                    return Ok(Err(format!(
+                        "table {} has an item at segment {} offset {}, past the segment's records",
+                        t.desc.name, slot.loc.segment, slot.loc.offset
+                    )));
+                }
                 seg.live += slot.loc.len as u64;
             }
         }
@@ -541,7 +561,7 @@ impl<D: Disk + Clone> Store<D> {
             Some((&id, seg)) => {
                 self.active = id;
                 self.written = LogPos::new(id, seg.end);
-                self.durable = self.written;
+                self.synced = self.written;
             }
             None => self.roll(),
         }
@@ -896,6 +916,7 @@ impl<D: Disk + Clone> Store<D> {
             let found = self
                 .inflight
                 .iter()
+                .filter_map(|i| i.chunk.as_ref())
                 .chain(self.pending.iter())
                 .find_map(|c| c.get(loc));
             return found
@@ -990,9 +1011,25 @@ impl<D: Disk + Clone> Store<D> {
     /// been appended, which is all that mode promises).
     pub fn durable_pos(&self) -> LogPos {
         match self.cfg.durability {
-            Durability::Sync => self.durable,
+            Durability::Sync => self.synced,
             Durability::None => self.appended_pos(),
         }
+    }
+
+    /// Everything before this position is synced to the device, in either durability
+    /// mode. Background work that makes files refer to records — checkpoints, dropping a
+    /// compacted segment — waits for this (with `request_sync` in `Durability::None`), so
+    /// no crash leaves a checkpoint pointing at bytes the device never got.
+    pub fn settled_pos(&self) -> LogPos {
+        self.synced
+    }
+
+    /// Like `is_durable`, against `settled_pos`.
+    pub fn is_settled(&self, pos: LogPos) -> Result<bool, StoreError> {
+        if pos <= self.settled_pos() {
+            return Ok(true);
+        }
+        self.check_usable().map(|()| false)
     }
 
     /// The end of the last record appended.
@@ -1021,61 +1058,117 @@ impl<D: Disk + Clone> Store<D> {
         self.inflight.is_some()
     }
 
-    /// The next chunk to write, if no other is in flight.
+    /// Whether the flusher has something to do: bytes to write, or a requested sync.
+    pub fn has_flush_work(&self) -> bool {
+        self.inflight.is_none()
+            && self.failure.is_none()
+            && (!self.pending.is_empty() || (self.sync_requested && !self.unsynced.is_empty()))
+    }
+
+    /// Asks the next flush to sync (`Durability::None` syncs only when background work
+    /// needs `settled_pos` to advance).
+    pub fn request_sync(&mut self) {
+        if self.synced < self.appended_pos() {
+            self.sync_requested = true;
+        }
+    }
+
+    /// The next flush job — the oldest pending chunk, and/or the syncs due — if none is in
+    /// flight.
     pub fn next_flush(&mut self) -> Option<FlushJob> {
-        if self.inflight.is_some() || self.failure.is_some() {
+        if !self.has_flush_work() {
             return None;
         }
-        let chunk = self.pending.pop_front()?;
-        let job = FlushJob {
-            file: segment_file_name(chunk.segment),
-            create_len: chunk.create.then_some(self.cfg.segment_size),
-            offset: chunk.start as u64,
-            bytes: chunk.bytes.clone(),
-            sync: self.cfg.durability == Durability::Sync,
+        // A new segment is created only once every older one is synced: a sealed segment
+        // with a torn tail would read as corruption after a machine crash. (Only
+        // `Durability::None` leaves segments unsynced; this costs it one sync per segment.)
+        let seals = self.pending.front().is_some_and(|c| c.create) && !self.unsynced.is_empty();
+        let chunk = if seals {
+            None
+        } else {
+            self.pending.pop_front()
         };
-        self.inflight = Some(chunk);
+        let sync = self.cfg.durability == Durability::Sync || self.sync_requested || seals;
+        let mut files = if sync {
+            std::mem::take(&mut self.unsynced)
+        } else {
+            BTreeSet::new()
+        };
+        let job = match &chunk {
+            Some(c) => {
+                if sync {
+                    files.insert(c.segment);
+                }
+                FlushJob {
+                    file: segment_file_name(c.segment),
+                    create_len: c.create.then_some(self.cfg.segment_size),
+                    offset: c.start as u64,
+                    bytes: c.bytes.clone(),
+                    sync_files: Vec::new(),
+                }
+            }
+            None => FlushJob {
+                file: String::new(),
+                create_len: None,
+                offset: 0,
+                bytes: Vec::new(),
+                sync_files: Vec::new(),
+            },
+        };
+        let job = FlushJob {
+            sync_files: files.iter().map(|&id| segment_file_name(id)).collect(),
+            ..job
+        };
+        self.inflight = Some(Inflight { chunk, sync });
         Some(job)
     }
 
     /// Reports the outcome of the job `next_flush` returned. An error poisons the store.
     pub fn finish_flush(&mut self, result: io::Result<()>) {
-        let chunk = self
+        let Inflight { chunk, sync } = self
             .inflight
             .take()
             .expect("finish_flush without next_flush");
-        let name = segment_file_name(chunk.segment);
-        let result = result.and_then(|()| {
-            let seg = self
-                .segments
-                .get_mut(&chunk.segment)
-                .expect("a segment with pending bytes exists");
-            match &mut seg.map {
-                Some(map) => self.disk.refresh(&name, map),
-                None => {
-                    seg.map = Some(self.disk.map(&name)?);
-                    Ok(())
+        let result = result.and_then(|()| match &chunk {
+            None => Ok(()),
+            Some(chunk) => {
+                let name = segment_file_name(chunk.segment);
+                let seg = self
+                    .segments
+                    .get_mut(&chunk.segment)
+                    .expect("a segment with pending bytes exists");
+                match &mut seg.map {
+                    Some(map) => self.disk.refresh(&name, map),
+                    None => {
+                        seg.map = Some(self.disk.map(&name)?);
+                        Ok(())
+                    }
                 }
             }
         });
         if let Err(e) = result {
             // Never retried: after a failed fsync the kernel may have dropped the dirty
             // pages, and a retry that succeeds would claim durability for lost data.
-            self.failure = Some(StoreError::Poisoned(format!(
-                "{name} at offset {}: {}",
-                chunk.start,
-                io_text(&e)
-            )));
+            let at = chunk.as_ref().map_or(String::from("sync"), |c| {
+                format!("{} at offset {}", segment_file_name(c.segment), c.start)
+            });
+            self.failure = Some(StoreError::Poisoned(format!("{at}: {}", io_text(&e))));
             self.pending.clear();
             return;
         }
         self.stats.flushes += 1;
-        self.stats.written_bytes += chunk.bytes.len() as u64;
-        self.written = chunk.end();
-        if self.cfg.durability == Durability::Sync {
+        if let Some(chunk) = chunk {
+            self.stats.written_bytes += chunk.bytes.len() as u64;
+            self.written = chunk.end();
+            if !sync {
+                self.unsynced.insert(chunk.segment);
+            }
+        }
+        if sync {
             self.stats.syncs += 1;
-            self.durable = self.written;
-            let durable = self.durable;
+            self.synced = self.written;
+            self.sync_requested = false;
+            let durable = self.durable_pos();
             self.pending_deletes.retain(|_, end| *end > durable);
         }
     }
@@ -1149,7 +1242,7 @@ impl<D: Disk + Clone> Store<D> {
             .iter()
             .filter(|&(&id, s)| id != self.active && s.map.is_some())
             .filter(|&(&id, _)| !self.checkpoint_segments.contains(&Some(id)))
-            .filter(|&(&id, _)| LogPos::new(id + 1, 0) <= self.durable_pos())
+            .filter(|&(&id, _)| LogPos::new(id + 1, 0) <= self.settled_pos())
             .map(|(&id, s)| {
                 let data = (s.end as u64 - SEGMENT_HEADER_LEN as u64).max(1);
                 (id, 1.0 - s.live as f64 / data as f64)
@@ -1284,7 +1377,8 @@ impl<D: Disk + Clone> Store<D> {
 
     /// Checks the invariants in the module doc (tests and debug builds).
     pub fn check_invariants(&self) {
-        assert!(self.durable <= self.written && self.written <= self.appended_pos());
+        assert!(self.synced <= self.written && self.written <= self.appended_pos());
+        assert!(self.durable_pos() <= self.appended_pos());
         let mut live: HashMap<u32, u64> = HashMap::new();
         for t in self.tables.values() {
             for (key, slot) in t.index.range(Bound::Unbounded, Bound::Unbounded) {
