@@ -79,7 +79,10 @@ fn cli_tour() {
     let stats = tern(ep, &["stats"]).json();
     assert_eq!(stats["shards"].as_array().map(Vec::len), Some(2));
     assert_eq!(stats["shards"][1]["shard"], 1);
-    assert_eq!(stats["total"]["Tables"], 2, "one catalog entry per shard: {stats}");
+    assert_eq!(
+        stats["total"]["Tables"], 2,
+        "one catalog entry per shard: {stats}"
+    );
     assert!(stats["total"]["LogSyncs"].as_u64() >= Some(2), "{stats}");
     assert_eq!(stats["total"]["LogCorruptions"], 0);
     assert_eq!(
