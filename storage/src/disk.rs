@@ -14,6 +14,13 @@ use std::io;
 /// A read-only view of a whole file (an mmap in production).
 pub trait FileMap {
     fn bytes(&self) -> &[u8];
+
+    /// The map will now be read at random (point reads), not front to back (recovery,
+    /// compaction): stop reading ahead. A hint; the default does nothing.
+    fn advise_random(&self) {}
+
+    /// The map will be read front to back: read ahead.
+    fn advise_sequential(&self) {}
 }
 
 pub trait Disk {

@@ -39,6 +39,16 @@ impl FileMap for SegmentMap {
     fn bytes(&self) -> &[u8] {
         &self.0
     }
+
+    fn advise_random(&self) {
+        // Point reads: do not read ahead of them (matters when the data is larger than
+        // the page cache). A failed hint changes nothing but speed.
+        let _ = self.0.advise(memmap2::Advice::Random);
+    }
+
+    fn advise_sequential(&self) {
+        let _ = self.0.advise(memmap2::Advice::Sequential);
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -199,11 +209,11 @@ impl Disk for GlommioDisk {
         // and deletion of a whole file after the store dropped every location in it (an
         // unlinked file stays mapped until the map is dropped). Files are never
         // truncated, so the mapping never loses its backing pages (no SIGBUS).
-        let map = unsafe { memmap2::Mmap::map(&file)? };
-        // Point reads are random: do not read ahead of them (matters when the data is
-        // larger than the page cache).
-        map.advise(memmap2::Advice::Random)?;
-        Ok(SegmentMap(map))
+        let map = SegmentMap(unsafe { memmap2::Mmap::map(&file)? });
+        // A map is read front to back first (recovery replays it); the store switches it
+        // to random once it serves point reads.
+        map.advise_sequential();
+        Ok(map)
     }
 
     fn refresh(&self, _name: &str, _map: &mut SegmentMap) -> io::Result<()> {

@@ -328,6 +328,12 @@ impl<D: Disk + Clone> Store<D> {
             }
         }
         report.items = store.tables.values().map(|t| t.index.len() as u64).sum();
+        // Replayed front to back; from now on read at random.
+        for seg in store.segments.values() {
+            if let Some(map) = &seg.map {
+                map.advise_random();
+            }
+        }
         report.elapsed = started.elapsed();
         store.appended_at_checkpoint = store.stats.client_bytes;
         Ok((store, report))
@@ -1274,11 +1280,12 @@ impl<D: Disk + Clone> Store<D> {
         let mut examined = 0usize;
         let mut copies: Vec<(Vec<u8>, Loc)> = Vec::new();
         {
-            let bytes = seg
-                .map
-                .as_ref()
-                .expect("sealed segments are mapped")
-                .bytes();
+            let map = seg.map.as_ref().expect("sealed segments are mapped");
+            if cursor == 0 {
+                // Compaction reads the segment front to back, once.
+                map.advise_sequential();
+            }
+            let bytes = map.bytes();
             while pos < end && examined < budget {
                 let r = match parse_record(&bytes[pos as usize..]) {
                     Ok(Parsed::Record(r)) => r,
