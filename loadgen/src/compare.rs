@@ -6,9 +6,21 @@
 //! server. Then it writes the side-by-side rows with ratios as JSON (the schema below) and
 //! as a Markdown section of docs/benchmarks.md.
 //!
+//! Durability of each side (also written into the report's notes, [`NOTES`]):
+//! * the non-durable rows: `ternd --durability none` (its log is written in the background
+//!   and never synced) against `redis-server --save "" --appendonly no` (no persistence):
+//!   both acknowledge from memory;
+//! * `durable_set`: a fresh `ternd --durability sync` (fdatasync before the ack, group
+//!   commit) against a fresh `redis-server --appendonly yes --appendfsync always`, neither
+//!   preloaded.
+//!
+//! Every server gets its own fresh data directory under `target/bench/` (the same file
+//! system for both), removed when the run ends.
+//!
 //! JSON schema (`target/bench/compare.json` and `--json FILE`):
 //! ```text
 //! {"date": "YYYY-MM-DD HH:MM:SS UTC", "machine": "...", "quick": bool,
+//!  "notes": ["how each side ran", ...],
 //!  "rows": [{"workload": NAME,
 //!            "tern":  {"ops_per_sec": F, "p50_us": F, "p99_us": F, "server_cpu_us_per_op": F,
 //!                      "loadgen_saturated": bool} | {"missing": "why"},
@@ -137,9 +149,17 @@ pub const ROWS: &[Row] = &[
     },
 ];
 
-/// Why tern cannot run the durable row yet.
-pub const TERN_NOT_DURABLE: &str =
-    "tern has no durable log yet (storage issue 5): fsync-before-ack cannot be measured";
+/// How the servers ran: part of every report (JSON `notes`, Markdown list).
+pub const NOTES: &[&str] = &[
+    "Rows other than `durable_set`: tern runs with `--durability none` (log written in the \
+     background, never synced) and Redis with `--save \"\" --appendonly no` (no persistence): \
+     both acknowledge writes from memory, neither survives a machine crash.",
+    "`durable_set`: tern with `--durability sync` (fdatasync before the acknowledgement, \
+     group commit) against Redis with `--appendonly yes --appendfsync always` (fsync of \
+     the AOF before the reply), each started fresh without a preload.",
+    "Both servers keep their files in fresh directories under `target/bench/` (the same \
+     file system), removed after the run.",
+];
 
 /// The figures of one side of one row.
 #[derive(Debug, Clone, PartialEq)]
@@ -204,8 +224,18 @@ impl ServerProcess {
         format!("127.0.0.1:{}", self.port)
     }
 
-    /// `ternd --cores 1 --first-cpu CPU --port 0`; waits for its listening line.
-    pub fn start_tern(ternd: &Path, cpu: usize) -> anyhow::Result<ServerProcess> {
+    /// `ternd --cores 1 --first-cpu CPU --port 0 --data-dir DIR --durability sync|none`;
+    /// waits for its listening line. `dir` should be a fresh directory.
+    pub fn start_tern(
+        ternd: &Path,
+        cpu: usize,
+        durable: bool,
+        dir: &Path,
+    ) -> anyhow::Result<ServerProcess> {
+        // Absolute: ternd could not sync a relative data directory (glommio's
+        // `Directory::open` failed with EBADF and the first flush poisoned the shard).
+        let dir = std::path::absolute(dir)
+            .with_context(|| format!("making {} absolute", dir.display()))?;
         let mut child = Command::new(ternd)
             .args([
                 "--cores",
@@ -214,7 +244,11 @@ impl ServerProcess {
                 "0",
                 "--first-cpu",
                 &cpu.to_string(),
+                "--durability",
+                if durable { "sync" } else { "none" },
             ])
+            .arg("--data-dir")
+            .arg(&dir)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -338,7 +372,13 @@ pub fn run_compare(cfg: &CompareConfig, command: &str) -> anyhow::Result<Json> {
     } else {
         (Duration::from_secs(8), Duration::from_secs(2))
     };
-    let scratch = tempfile::tempdir().context("a scratch directory for redis-server")?;
+    // Every server's files (tern's log, Redis's AOF) go under target/bench, on the same
+    // file system; removed when `scratch` is dropped, after every server stopped.
+    std::fs::create_dir_all(BENCH_DIR).with_context(|| format!("creating {BENCH_DIR}"))?;
+    let scratch = tempfile::Builder::new()
+        .prefix("compare-")
+        .tempdir_in(BENCH_DIR)
+        .with_context(|| format!("a scratch directory under {BENCH_DIR}"))?;
     let mut outcomes: Vec<(Outcome, Outcome)> = ROWS
         .iter()
         .map(|_| (Err("not run".into()), Err("not run".into())))
@@ -350,15 +390,7 @@ pub fn run_compare(cfg: &CompareConfig, command: &str) -> anyhow::Result<Json> {
             cfg.server_cpu,
             cfg.loadgen_cpu
         );
-        let process = match server {
-            Server::Tern => ServerProcess::start_tern(&cfg.ternd, cfg.server_cpu)?,
-            Server::Redis => ServerProcess::start_redis(
-                &cfg.redis_server,
-                cfg.server_cpu,
-                false,
-                scratch.path(),
-            )?,
-        };
+        let process = start_server(cfg, server, false, scratch.path())?;
         let mut get_p1_rate = None;
         let mut loaded = false;
         for (i, row) in ROWS.iter().enumerate() {
@@ -391,27 +423,19 @@ pub fn run_compare(cfg: &CompareConfig, command: &str) -> anyhow::Result<Json> {
         }
         drop(process);
     }
-    // The durable row: Redis with appendfsync always; tern has no log yet.
+    // The durable rows: each server started afresh in its durable mode, not preloaded.
     for (i, row) in ROWS.iter().enumerate().filter(|(_, r)| r.durable) {
-        set_outcome(&mut outcomes[i], Server::Tern, Err(TERN_NOT_DURABLE.into()));
-        let outcome =
-            ServerProcess::start_redis(&cfg.redis_server, cfg.server_cpu, true, scratch.path())
-                .map_err(|e| format!("redis-server (appendfsync always) did not start: {e:#}"))
+        for server in [Server::Tern, Server::Redis] {
+            let outcome = start_server(cfg, server, true, scratch.path())
+                .map_err(|e| format!("{e:#}"))
                 .and_then(|process| {
-                    measure(
-                        cfg,
-                        Server::Redis,
-                        &process,
-                        row,
-                        None,
-                        None,
-                        duration,
-                        warmup,
-                    )
+                    measure(cfg, server, &process, row, None, None, duration, warmup)
                 });
-        report_progress(Server::Redis, row, &outcome);
-        set_outcome(&mut outcomes[i], Server::Redis, outcome);
+            report_progress(server, row, &outcome);
+            set_outcome(&mut outcomes[i], server, outcome);
+        }
     }
+    drop(scratch);
     let rows: Vec<(&Row, Outcome, Outcome)> = ROWS
         .iter()
         .zip(outcomes)
@@ -420,6 +444,48 @@ pub fn run_compare(cfg: &CompareConfig, command: &str) -> anyhow::Result<Json> {
     let report = report_json(&utc_now(), &machine_description(), cfg.quick, &rows);
     write_outputs(cfg, &report, command)?;
     Ok(report)
+}
+
+/// Where compare keeps its scratch directories (and its JSON report).
+const BENCH_DIR: &str = "target/bench";
+
+/// Starts `server` (durable: fsync before ack) with a fresh data directory in `scratch`.
+fn start_server(
+    cfg: &CompareConfig,
+    server: Server,
+    durable: bool,
+    scratch: &Path,
+) -> anyhow::Result<ServerProcess> {
+    let mode = if durable { "durable" } else { "memory" };
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("{}-{mode}-", server.name()))
+        .tempdir_in(scratch)
+        .context("a data directory")?
+        // Removed with `scratch` once every server has stopped.
+        .keep();
+    let started = match server {
+        Server::Tern => ServerProcess::start_tern(&cfg.ternd, cfg.server_cpu, durable, &dir),
+        Server::Redis => {
+            ServerProcess::start_redis(&cfg.redis_server, cfg.server_cpu, durable, &dir)
+        }
+    };
+    started.with_context(|| {
+        format!(
+            "{} ({}) did not start",
+            server.name(),
+            if durable {
+                match server {
+                    Server::Tern => "--durability sync",
+                    Server::Redis => "appendfsync always",
+                }
+            } else {
+                match server {
+                    Server::Tern => "--durability none",
+                    Server::Redis => "no persistence",
+                }
+            }
+        )
+    })
 }
 
 fn set_outcome(slot: &mut (Outcome, Outcome), server: Server, outcome: Outcome) {
@@ -514,8 +580,8 @@ fn measure(
 /// target/bench/compare.json, `--json`, and the Markdown section.
 fn write_outputs(cfg: &CompareConfig, report: &Json, command: &str) -> anyhow::Result<()> {
     let text = serde_json::to_string_pretty(report)? + "\n";
-    std::fs::create_dir_all("target/bench")?;
-    std::fs::write("target/bench/compare.json", &text)?;
+    std::fs::create_dir_all(BENCH_DIR)?;
+    std::fs::write(format!("{BENCH_DIR}/compare.json"), &text)?;
     if let Some(path) = &cfg.json {
         std::fs::write(path, &text).with_context(|| format!("writing {}", path.display()))?;
     }
@@ -592,7 +658,13 @@ pub fn report_json(
             doc
         })
         .collect();
-    json!({ "date": date, "machine": machine, "quick": quick, "rows": rows })
+    json!({
+        "date": date,
+        "machine": machine,
+        "quick": quick,
+        "notes": NOTES,
+        "rows": rows,
+    })
 }
 
 /// The Markdown section for docs/benchmarks.md, rendered from the JSON report.
@@ -608,6 +680,17 @@ pub fn report_markdown(report: &Json, command: &str) -> String {
             ""
         },
     ));
+    if report["notes"].as_array().is_some_and(|n| !n.is_empty()) {
+        md.push_str("How the servers ran:\n\n");
+    }
+    for note in report["notes"].as_array().into_iter().flatten() {
+        if let Some(note) = note.as_str() {
+            md.push_str(&format!("* {note}\n"));
+        }
+    }
+    if report["notes"].as_array().is_some_and(|n| !n.is_empty()) {
+        md.push('\n');
+    }
     md.push_str("| workload | tern ops/s | Redis ops/s | ops ratio | tern p50 / p99 µs | Redis p50 / p99 µs | tern CPU µs/op | Redis CPU µs/op | CPU ratio |\n");
     md.push_str("|---|---|---|---|---|---|---|---|---|\n");
     let num = |v: &Json, key: &str| v[key].as_f64();
@@ -673,7 +756,7 @@ pub fn report_markdown(report: &Json, command: &str) -> String {
             saturated.join(", ")
         ));
     }
-    md.push_str("\nTargets (issue 4):\n\n");
+    md.push_str("\nTargets:\n\n");
     let row = |name: &str| {
         report["rows"]
             .as_array()
@@ -688,18 +771,39 @@ pub fn report_markdown(report: &Json, command: &str) -> String {
             Some(v) => {
                 let met = if t.at_least { v >= t.goal } else { v <= t.goal };
                 let verdict = if met { "met" } else { "not met" };
-                format!("* {}: {v:.2} (goal {}) — {verdict}\n", t.what, t.goal_text)
+                format!(
+                    "* {} ({}): {v:.2} (goal {}) — {verdict}\n",
+                    t.what, t.issue, t.goal_text
+                )
             }
-            None => format!("* {}: not measured (goal {})\n", t.what, t.goal_text),
+            None => format!(
+                "* {} ({}): not measured (goal {})\n",
+                t.what, t.issue, t.goal_text
+            ),
         };
         md.push_str(&line);
+    }
+    for (what, name, key) in REPORTED {
+        if let Some(v) = num(&row(name), key) {
+            md.push_str(&format!("* {what}: {v:.2} (reported, no goal)\n"));
+        }
     }
     md
 }
 
-/// An issue-4 target: `row`'s `ratio` must be at least (or at most) `goal`.
+/// Ratios reported under the targets without a goal of their own: (what, row, ratio).
+const REPORTED: &[(&str, &str, &str)] = &[(
+    "durable SET p99, tern ÷ Redis appendfsync always",
+    "durable_set",
+    "ratio_p99",
+)];
+
+/// A target from the issue that set it: `row`'s `ratio` must be at least (or at most)
+/// `goal`.
 struct Target {
     what: &'static str,
+    /// Where the target comes from.
+    issue: &'static str,
     row: &'static str,
     ratio: &'static str,
     at_least: bool,
@@ -710,6 +814,7 @@ struct Target {
 const TARGETS: &[Target] = &[
     Target {
         what: "pipelined GET ops, tern ÷ Redis",
+        issue: "issue 4",
         row: "get_p16",
         ratio: "ratio_ops",
         at_least: true,
@@ -718,6 +823,7 @@ const TARGETS: &[Target] = &[
     },
     Target {
         what: "server CPU per pipelined GET, tern ÷ Redis",
+        issue: "issue 4",
         row: "get_p16",
         ratio: "ratio_cpu",
         at_least: false,
@@ -726,6 +832,7 @@ const TARGETS: &[Target] = &[
     },
     Target {
         what: "unpipelined GET ops (P1 c50), tern ÷ Redis",
+        issue: "issue 4",
         row: "get_p1",
         ratio: "ratio_ops",
         at_least: true,
@@ -734,6 +841,7 @@ const TARGETS: &[Target] = &[
     },
     Target {
         what: "server CPU per unpipelined GET, tern ÷ Redis",
+        issue: "issue 4",
         row: "get_p1",
         ratio: "ratio_cpu",
         at_least: false,
@@ -742,11 +850,21 @@ const TARGETS: &[Target] = &[
     },
     Target {
         what: "p99 at half load, tern ÷ Redis",
+        issue: "issue 4",
         row: "get_p1_half_load",
         ratio: "ratio_p99",
         at_least: false,
         goal: 0.8,
         goal_text: "≤ 0.8",
+    },
+    Target {
+        what: "durable SET ops (fsync before ack), tern ÷ Redis appendfsync always",
+        issue: "storage issue 5",
+        row: "durable_set",
+        ratio: "ratio_ops",
+        at_least: true,
+        goal: 2.0,
+        goal_text: "≥ 2",
     },
 ];
 
@@ -787,16 +905,17 @@ mod tests {
         let rows: Vec<(&Row, Outcome, Outcome)> = ROWS
             .iter()
             .map(|r| {
-                let tern = if r.durable {
-                    Err(TERN_NOT_DURABLE.to_owned())
+                let (tern, redis) = if r.durable {
+                    (side(120e3, 4.0, 900.0), side(50e3, 12.0, 3600.0))
                 } else {
-                    Ok(side(2e6, 0.3, 40.0))
+                    (side(2e6, 0.3, 40.0), side(1e6, 1.2, 80.0))
                 };
-                (r, tern, Ok(side(1e6, 1.2, 80.0)))
+                (r, Ok(tern), Ok(redis))
             })
             .collect();
         let doc = report_json("2026-11-25 00:00:00 UTC", "test machine", true, &rows);
         assert_eq!(doc["quick"], true);
+        assert_eq!(doc["notes"].as_array().unwrap().len(), NOTES.len());
         let rows = doc["rows"].as_array().unwrap();
         let names: Vec<&str> = rows
             .iter()
@@ -816,29 +935,81 @@ mod tests {
             ]
         );
         for row in rows {
+            assert!(row.get("missing").is_none(), "{row}");
             for side in ["tern", "redis"] {
                 let s = &row[side];
-                if s.get("missing").is_none() {
-                    for key in ["ops_per_sec", "p50_us", "p99_us", "server_cpu_us_per_op"] {
-                        assert!(s[key].is_f64(), "{side}.{key} in {row}");
-                    }
+                for key in ["ops_per_sec", "p50_us", "p99_us", "server_cpu_us_per_op"] {
+                    assert!(s[key].is_f64(), "{side}.{key} in {row}");
                 }
             }
         }
         assert_eq!(rows[0]["ratio_ops"], 2.0);
         assert_eq!(rows[0]["ratio_cpu"], 0.25);
-        assert_eq!(rows[7]["missing"], TERN_NOT_DURABLE);
-        assert!(rows[7]["ratio_ops"].is_null());
+        // The durable row is measured on both sides like any other.
+        assert_eq!(rows[7]["ratio_ops"], 2.4);
+        assert_eq!(rows[7]["ratio_p99"], 0.25);
         let md = report_markdown(&doc, "benches/compare --quick");
         assert!(md.contains("| get_p16 | 2.00 M | 1.00 M | 2.00 |"), "{md}");
         assert!(
-            md.contains("pipelined GET ops, tern ÷ Redis: 2.00 (goal ≥ 2) — met"),
+            md.contains("| durable_set | 120 k | 50 k | 2.40 | 450.0 / 900.0 | 1800.0 / 3600.0 |"),
             "{md}"
         );
         assert!(
-            md.contains("`durable_set`: tern has no durable log yet"),
+            md.contains("pipelined GET ops, tern ÷ Redis (issue 4): 2.00 (goal ≥ 2) — met"),
             "{md}"
         );
+        assert!(
+            md.contains(
+                "durable SET ops (fsync before ack), tern ÷ Redis appendfsync always \
+                 (storage issue 5): 2.40 (goal ≥ 2) — met"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains("durable SET p99, tern ÷ Redis appendfsync always: 0.25"),
+            "{md}"
+        );
+        assert!(md.contains("`--durability none`"), "{md}");
+        assert!(md.contains("--appendfsync always`"), "{md}");
+        assert!(!md.contains("Missing:"), "{md}");
+    }
+
+    #[test]
+    fn a_side_that_could_not_run_is_missing() {
+        let rows: Vec<(&Row, Outcome, Outcome)> = ROWS
+            .iter()
+            .map(|r| {
+                let redis = if r.durable {
+                    Err("redis-server (appendfsync always) did not start".to_owned())
+                } else {
+                    Ok(side(1e6, 1.2, 80.0))
+                };
+                (r, Ok(side(2e6, 0.3, 40.0)), redis)
+            })
+            .collect();
+        let doc = report_json("2026-11-25 00:00:00 UTC", "test machine", false, &rows);
+        let row = &doc["rows"][7];
+        assert_eq!(row["workload"], "durable_set");
+        assert_eq!(
+            row["missing"],
+            "redis-server (appendfsync always) did not start"
+        );
+        assert_eq!(
+            row["redis"]["missing"],
+            "redis-server (appendfsync always) did not start"
+        );
+        assert!(row["tern"]["ops_per_sec"].is_f64());
+        assert!(row["ratio_ops"].is_null() && row["ratio_p99"].is_null());
+        let md = report_markdown(&doc, "benches/compare");
+        assert!(
+            md.contains("* `durable_set`: redis-server (appendfsync always) did not start"),
+            "{md}"
+        );
+        assert!(
+            md.contains("(storage issue 5): not measured (goal ≥ 2)"),
+            "{md}"
+        );
+        assert!(!md.contains("durable SET p99"), "{md}");
     }
 
     #[test]

@@ -246,6 +246,14 @@ impl Node {
             bail!("a node needs at least one shard (--cores 1 or more)");
         }
         check_layout(&config.storage.data_dir, config.shards)?;
+        // Absolute: glommio opens directories relative to nothing (a relative path made
+        // the first directory sync fail with EBADF).
+        let data_dir = std::fs::canonicalize(&config.storage.data_dir).with_context(|| {
+            format!(
+                "resolving the data directory {}",
+                config.storage.data_dir.display()
+            )
+        })?;
         let shard_ports: Vec<u16> = (0..config.shards)
             .map(|k| {
                 if config.port == 0 {
@@ -281,7 +289,7 @@ impl Node {
             let (go_tx, go_rx) = mpsc::channel::<bool>();
             gos.push(go_tx);
             let ready_tx = ready_tx.clone();
-            let shard_dir = config.storage.data_dir.join(format!("shard-{k}"));
+            let shard_dir = data_dir.join(format!("shard-{k}"));
             let store_config = config.storage.store.clone();
             let fail_sync_after = config.storage.fail_sync_after;
             let placement = match config.first_cpu {

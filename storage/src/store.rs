@@ -38,6 +38,11 @@ use crate::format::{
 };
 use crate::index::{Index, Loc, Slot};
 
+/// `Durability::None`: appended bytes not yet written that a store lets pile up before
+/// acknowledgements wait for the flusher (backpressure; without it a fast writer grows
+/// the pending chunks without bound).
+pub const UNWRITTEN_MAX_BYTES: u64 = 64 << 20;
+
 /// The smallest segment size accepted (tests use small segments to exercise rolls).
 pub const SEGMENT_SIZE_MIN: u64 = 4096;
 
@@ -1018,7 +1023,10 @@ impl<D: Disk + Clone> Store<D> {
     pub fn durable_pos(&self) -> LogPos {
         match self.cfg.durability {
             Durability::Sync => self.synced,
-            Durability::None => self.appended_pos(),
+            Durability::None if self.unwritten_bytes() <= UNWRITTEN_MAX_BYTES => {
+                self.appended_pos()
+            }
+            Durability::None => self.written,
         }
     }
 
@@ -1054,6 +1062,16 @@ impl<D: Disk + Clone> Store<D> {
 
     pub fn failure(&self) -> Option<&StoreError> {
         self.failure.as_ref()
+    }
+
+    /// Bytes appended but not yet written to the files.
+    pub fn unwritten_bytes(&self) -> u64 {
+        let inflight = self
+            .inflight
+            .as_ref()
+            .and_then(|i| i.chunk.as_ref())
+            .map_or(0, |c| c.bytes.len());
+        (inflight + self.pending.iter().map(|c| c.bytes.len()).sum::<usize>()) as u64
     }
 
     pub fn has_pending(&self) -> bool {
