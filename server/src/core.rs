@@ -61,6 +61,13 @@ pub enum Outcome {
     Malformed,
 }
 
+/// What a write's reply says: its operation, request id and ReturnValues.
+struct WriteAck {
+    opcode: Opcode,
+    id: u64,
+    return_values: ArchivedReturnValues,
+}
+
 /// Why an operation failed.
 enum Fail {
     Api(ApiError),
@@ -642,12 +649,30 @@ impl Core {
         let (pos, old) = store
             .put(t.id, &key, item_bytes, info.size_bytes as u32)
             .map_err(|e| store_error(*shard_id, e))?;
+        let ack = WriteAck {
+            opcode: Opcode::PutItem,
+            id,
+            return_values: req.return_values,
+        };
+        Ok(self.acknowledge(out, store, ack, Some(pos), old))
+    }
+
+    /// Replies to a single-item write that appended (or waits on) the record ending at
+    /// `pos`: the reply (with the replaced item for ALL_OLD) goes once `pos` is durable.
+    fn acknowledge(
+        self: &Rc<Self>,
+        out: &mut Vec<u8>,
+        store: &tern_storage::store::Store<tern_storage::glommio_disk::GlommioDisk>,
+        ack: WriteAck,
+        pos: Option<LogPos>,
+        old: Option<tern_storage::index::Slot>,
+    ) -> Outcome {
         self.kick_flusher();
         let start = out.len();
         let old = old.map(|slot| store.item_at(slot));
-        self.write_reply(out, Opcode::PutItem, id, req.return_values, old);
-        let wait = (!store.is_durable(pos).unwrap_or(false)).then_some(pos);
-        Ok(self.when_durable(out, start, wait, Opcode::PutItem, id))
+        self.write_reply(out, ack.opcode, ack.id, ack.return_values, old);
+        let wait = pos.filter(|p| !store.is_durable(*p).unwrap_or(false));
+        self.when_durable(out, start, wait, ack.opcode, ack.id)
     }
 
     fn write_reply(
@@ -722,12 +747,12 @@ impl Core {
         let (wait, old) = store
             .delete(t.id, &key)
             .map_err(|e| store_error(*shard_id, e))?;
-        self.kick_flusher();
-        let start = out.len();
-        let old = old.map(|slot| store.item_at(slot));
-        self.write_reply(out, Opcode::DeleteItem, id, req.return_values, old);
-        let wait = wait.filter(|p| !store.is_durable(*p).unwrap_or(false));
-        Ok(self.when_durable(out, start, wait, Opcode::DeleteItem, id))
+        let ack = WriteAck {
+            opcode: Opcode::DeleteItem,
+            id,
+            return_values: req.return_values,
+        };
+        Ok(self.acknowledge(out, store, ack, wait, old))
     }
 
     // ---------------------------------------------------------------------------------
