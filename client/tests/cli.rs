@@ -4,8 +4,7 @@
 use std::process::Command;
 
 use serde_json::{Value as Json, json};
-use tern_server::net::NetMode;
-use tern_server::node::{Node, NodeConfig, StorageConfig};
+use tern_server::node::{Node, NodeConfig};
 
 struct Run {
     code: i32,
@@ -39,17 +38,7 @@ fn tern(endpoint: &str, args: &[&str]) -> Run {
 /// returned guard drops).
 fn start_node() -> (Node, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("data dir");
-    let node = Node::start(&NodeConfig {
-        host: "127.0.0.1".parse().unwrap(),
-        port: 0,
-        shards: 2,
-        first_cpu: None,
-        net: NetMode::Uring,
-        io_memory_bytes: 512 * 1024,
-        node_id: "cli-test".into(),
-        storage: StorageConfig::for_tests(dir.path()),
-    })
-    .expect("start node");
+    let node = Node::start(&NodeConfig::for_tests(2, "cli-test", dir.path())).expect("start node");
     (node, dir)
 }
 

@@ -7,24 +7,14 @@ use support::{ops_of, ops_run, serial, spec};
 use tern_loadgen::engine;
 use tern_loadgen::proto::ProtocolKind;
 use tern_loadgen::workload::{Mix, OpKind};
-use tern_server::net::NetMode;
-use tern_server::node::{Node, NodeConfig, StorageConfig};
+use tern_server::node::{Node, NodeConfig};
 
 /// A node on ephemeral ports with its data in a temporary directory (removed when the
 /// returned guard drops).
 fn start_node() -> (Node, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("data dir");
-    let node = Node::start(&NodeConfig {
-        host: "127.0.0.1".parse().unwrap(),
-        port: 0,
-        shards: 2,
-        first_cpu: None,
-        net: NetMode::Uring,
-        io_memory_bytes: 512 * 1024,
-        node_id: "loadgen-test".into(),
-        storage: StorageConfig::for_tests(dir.path()),
-    })
-    .expect("start node");
+    let node =
+        Node::start(&NodeConfig::for_tests(2, "loadgen-test", dir.path())).expect("start node");
     (node, dir)
 }
 

@@ -38,7 +38,7 @@ use tern_protocol::messages::*;
 use tern_protocol::validate::{validate_item, validate_key};
 use tern_protocol::value::{ArchivedItem, access_item};
 use tern_protocol::{ApiError, ErrorCode, KeySchema, ProtocolError};
-use tern_storage::store::{ItemRef, LogPos};
+use tern_storage::store::{ItemRef, LogPos, Mark};
 
 use crate::mesh::{Answer, Call, Mesh, ScanChunk, ScanRange};
 use crate::reply;
@@ -199,30 +199,27 @@ impl Core {
     /// Completes once the log is durable up to `pos`, or fails when the store failed
     /// before getting there.
     pub async fn durable(&self, pos: LogPos) -> Result<(), ApiError> {
-        std::future::poll_fn(|cx| {
-            let shard = self.shard.borrow();
-            match shard.store.is_durable(pos) {
-                Ok(true) => Poll::Ready(Ok(())),
-                Ok(false) => {
-                    self.wait_for(pos, cx.waker());
-                    Poll::Pending
-                }
-                Err(e) => Poll::Ready(Err(store_error(shard.id, e))),
-            }
-        })
-        .await
+        self.reached(pos, Mark::Durable).await
     }
 
     /// Completes once `pos` is in the files (`Store::settled_pos`): what checkpoints and
     /// compaction wait for.
     pub async fn settled(&self, pos: LogPos) -> Result<(), ApiError> {
+        self.reached(pos, Mark::Settled).await
+    }
+
+    /// Waits until the store's `mark` covers `pos` (asking for a sync when waiting for
+    /// settled bytes), or fails when the store failed first.
+    async fn reached(&self, pos: LogPos, mark: Mark) -> Result<(), ApiError> {
         std::future::poll_fn(|cx| {
             let mut shard = self.shard.borrow_mut();
-            match shard.store.is_settled(pos) {
+            match shard.store.reached(pos, mark) {
                 Ok(true) => Poll::Ready(Ok(())),
                 Ok(false) => {
-                    shard.store.request_sync();
-                    self.kick_flusher();
+                    if mark == Mark::Settled {
+                        shard.store.request_sync();
+                        self.kick_flusher();
+                    }
                     self.wait_for(pos, cx.waker());
                     Poll::Pending
                 }

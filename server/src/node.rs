@@ -48,6 +48,23 @@ pub struct NodeConfig {
     pub storage: StorageConfig,
 }
 
+impl NodeConfig {
+    /// For tests and tools that run a node in-process: loopback, ephemeral ports,
+    /// unpinned, the uring transport, small locked I/O memory, `StorageConfig::for_tests`.
+    pub fn for_tests(shards: usize, node_id: &str, data_dir: impl Into<PathBuf>) -> NodeConfig {
+        NodeConfig {
+            host: IpAddr::from([127, 0, 0, 1]),
+            port: 0,
+            shards,
+            first_cpu: None,
+            net: NetMode::Uring,
+            io_memory_bytes: 512 * 1024,
+            node_id: node_id.to_owned(),
+            storage: StorageConfig::for_tests(data_dir),
+        }
+    }
+}
+
 /// Where and how shards keep their data.
 #[derive(Debug, Clone)]
 pub struct StorageConfig {

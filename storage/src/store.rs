@@ -67,6 +67,14 @@ impl LogPos {
     }
 }
 
+/// Which watermark a waiter waits for: `Store::durable_pos` (replies) or
+/// `Store::settled_pos` (checkpoints, dropping compacted segments).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mark {
+    Durable,
+    Settled,
+}
+
 /// When a write counts as done.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {
@@ -1040,7 +1048,17 @@ impl<D: Disk + Clone> Store<D> {
 
     /// Like `is_durable`, against `settled_pos`.
     pub fn is_settled(&self, pos: LogPos) -> Result<bool, StoreError> {
-        if pos <= self.settled_pos() {
+        self.reached(pos, Mark::Settled)
+    }
+
+    /// Whether `mark` covers `pos`: `Ok(true)` yes, `Ok(false)` not yet, `Err` never (the
+    /// store failed first).
+    pub fn reached(&self, pos: LogPos, mark: Mark) -> Result<bool, StoreError> {
+        let covered = match mark {
+            Mark::Durable => self.durable_pos(),
+            Mark::Settled => self.settled_pos(),
+        };
+        if pos <= covered {
             return Ok(true);
         }
         self.check_usable().map(|()| false)
@@ -1054,10 +1072,7 @@ impl<D: Disk + Clone> Store<D> {
     /// Whether a write ending at `pos` can be acknowledged: `Ok(true)` yes, `Ok(false)`
     /// not yet, `Err` never (the store failed before making it durable).
     pub fn is_durable(&self, pos: LogPos) -> Result<bool, StoreError> {
-        if pos <= self.durable_pos() {
-            return Ok(true);
-        }
-        self.check_usable().map(|()| false)
+        self.reached(pos, Mark::Durable)
     }
 
     pub fn failure(&self) -> Option<&StoreError> {
