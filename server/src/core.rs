@@ -366,7 +366,7 @@ impl Core {
             }
             Call::TableStats(name) => Answer::Stats(self.shard.borrow().table_stats(&name)),
             Call::ScanRange(range) => Answer::Scan(self.scan_local_durable(&range).await),
-            Call::Stats => Answer::Counters(self.shard.borrow().stats()),
+            Call::Stats => Answer::Counters(self.shard_stats()),
         }
     }
 
@@ -547,6 +547,11 @@ impl Core {
         })))
     }
 
+    /// This shard's counters (log, index, cache).
+    fn shard_stats(&self) -> ShardStats {
+        self.shard.borrow().stats()
+    }
+
     /// Counters of every shard (or one), gathered over the mesh.
     fn stats(self: &Rc<Self>, id: u64, body: &[u8]) -> OpResult {
         let req = decode::<StatsRequest>(body)?;
@@ -567,7 +572,7 @@ impl Core {
                 let mut resp = StatsResponse::default();
                 for shard in shards {
                     if core.is_me(shard) {
-                        resp.shards.push(core.shard.borrow().stats());
+                        resp.shards.push(core.shard_stats());
                         continue;
                     }
                     match core.mesh.call(shard, Call::Stats).await? {

@@ -37,10 +37,9 @@ struct Args {
     /// Do not pin executors to CPUs.
     #[arg(long)]
     no_pin: bool,
-    /// Client socket I/O: `glommio` (glommio's sockets, the default) or `uring` (the
-    /// shard's own io_uring ring: faster, but with a known stall under pipelined durable
-    /// writes from ~50 connections — see ARCHITECTURE.md, "Known problems").
-    #[arg(long, default_value = "glommio")]
+    /// Client socket I/O: `uring` (the shard's own io_uring ring, the default) or
+    /// `glommio` (glommio's sockets, one task per connection; for comparison).
+    #[arg(long, default_value = "uring")]
     net: NetMode,
     /// Locked I/O memory per executor, in KiB (glommio io_memory). The whole process must
     /// stay under `ulimit -l`.

@@ -198,11 +198,41 @@ impl Ring {
         self.ring.submission().len()
     }
 
-    /// Whether the kernel holds work for us: entries to submit, completion work it flagged
-    /// as pending (TASKRUN, tuned rings only), or an overflowed CQ to flush.
+    /// Whether the kernel may hold work for us: entries to submit, completion work it
+    /// flagged as pending (TASKRUN, tuned rings only: a hint, see `run_local_work`), or an
+    /// overflowed CQ to flush.
     pub(super) fn work_pending(&mut self) -> bool {
         let sq = self.ring.submission();
         !sq.is_empty() || sq.cq_overflow() || (self.tuned && sq.taskrun())
+    }
+
+    /// Whether completions overflowed the CQ and wait in the kernel to be flushed.
+    pub(super) fn cq_overflowed(&mut self) -> bool {
+        self.ring.submission().cq_overflow()
+    }
+
+    /// Runs the kernel's deferred completion work (DEFER_TASKRUN) dry, without waiting:
+    /// GETEVENTS with min_complete 1 and a zero timeout makes the kernel run its work list
+    /// until a completion is posted or the list is empty (with min_complete 0 it runs a
+    /// bounded batch and may leave work behind). Afterwards either the CQ holds a
+    /// completion, or the list was empty, and the next piece of work added signals the
+    /// eventfd: the kernel signals it when the list goes from empty to non-empty, and
+    /// only then. Parking with work left in the list would miss every later signal.
+    pub(super) fn run_local_work(&mut self) -> io::Result<()> {
+        let ts = types::Timespec::new();
+        let args = types::SubmitArgs::new().timespec(&ts);
+        match self.ring.submitter().submit_with_args(1, &args) {
+            Ok(_) => Ok(()),
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN)
+                ) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Whether entering the kernel would do anything. An untuned ring does not flag

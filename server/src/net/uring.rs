@@ -43,8 +43,8 @@ use tracing::{debug, warn};
 
 use super::CoreListeners;
 use super::limits::{
-    ACCEPT_RETRY_DELAY_MS, BUFFER_RETAIN_BYTES, CONNECTIONS_PER_CORE_MAX, RECV_BUFFER_COUNT,
-    RECV_BUFFER_GROUP, RECV_BUFFER_SIZE_BYTES, RING_CQ_ENTRIES, RING_SQ_ENTRIES,
+    ACCEPT_RETRY_DELAY_MS, BUFFER_RETAIN_BYTES, CONNECTIONS_PER_CORE_MAX, IDLE_RECHECK_MS,
+    RECV_BUFFER_COUNT, RECV_BUFFER_GROUP, RECV_BUFFER_SIZE_BYTES, RING_CQ_ENTRIES, RING_SQ_ENTRIES,
     SHUTDOWN_DRAIN_TIMEOUT_MS, UNSENT_PER_CONNECTION_MAX_BYTES, UNSENT_RESUME_BYTES,
 };
 use super::sys::{self, BufRing, Completion, Ring};
@@ -365,16 +365,31 @@ impl Transport {
                 glommio::yield_if_needed().await;
                 continue;
             }
-            // Idle. Arm the eventfd, then look once more: completion work queued while it
-            // was disarmed did not signal it, but the kernel flagged it (TASKRUN) or
-            // posted it to the CQ. The fence orders our arming before those reads, as the
-            // kernel orders its flagging before its check of the eventfd's state.
+            // Idle. Arm the eventfd, then run the kernel's deferred completion work dry
+            // (`Ring::run_local_work`): work queued while the eventfd was disarmed did
+            // not signal it, and the kernel signals only when its work list goes from
+            // empty to non-empty, so parking over a non-empty list would never wake.
+            // (The TASKRUN flag is no guide: it can be left set over an empty list, and
+            // trusting it once made this loop spin without ever yielding, starving the
+            // log flusher.) The fence orders our arming before the kernel's checks.
             self.ring.set_eventfd_enabled(true);
             std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
-            if self.ring.work_pending() || self.ring.has_completions() || wakeup.has_dirty() {
+            if self.ring.tuned {
+                self.ring.run_local_work()?;
+            }
+            if self.ring.unsubmitted() > 0
+                || self.ring.cq_overflowed()
+                || self.ring.has_completions()
+                || wakeup.has_dirty()
+            {
                 self.ring.set_eventfd_enabled(false);
                 continue;
             }
+            // Belt and braces: should a kernel ever not signal, a connection waits at
+            // most this long rather than forever.
+            let mut safety = pin!(glommio::timer::sleep(Duration::from_millis(
+                IDLE_RECHECK_MS
+            )));
             let woke = poll_fn(|cx| {
                 if stopped.as_mut().poll(cx).is_ready() {
                     return Poll::Ready(None);
@@ -382,7 +397,7 @@ impl Transport {
                 if let Poll::Ready(read) = eventfd_read.as_mut().poll(cx) {
                     return Poll::Ready(Some(read));
                 }
-                if pin!(wakeup.wait()).poll(cx).is_ready() {
+                if pin!(wakeup.wait()).poll(cx).is_ready() || safety.as_mut().poll(cx).is_ready() {
                     return Poll::Ready(None);
                 }
                 Poll::Pending
