@@ -40,6 +40,7 @@ use tern_protocol::value::{ArchivedItem, access_item};
 use tern_protocol::{ApiError, ErrorCode, KeySchema, ProtocolError};
 use tern_storage::store::{ItemRef, LogPos, Mark};
 
+use crate::cache::{CachedItem, ShardCacheState};
 use crate::mesh::{Answer, Call, Mesh, ScanChunk, ScanRange};
 use crate::reply;
 use crate::service::{ConnCtx, Service, Verdict};
@@ -104,6 +105,8 @@ pub struct Core {
     durable_waiters: RefCell<BTreeMap<LogPos, Vec<Waker>>>,
     /// The flusher task, parked until a write appends to the log.
     flusher: Cell<Option<Waker>>,
+    /// The shard's item and query cache (`crate::cache`).
+    cache: RefCell<ShardCacheState>,
 }
 
 fn now_ms() -> u64 {
@@ -114,7 +117,15 @@ fn now_ms() -> u64 {
 }
 
 impl Core {
-    pub fn new(topology: Topology, mesh: Rc<Mesh>, shard: Shard) -> Rc<Core> {
+    pub fn new(
+        topology: Topology,
+        mesh: Rc<Mesh>,
+        shard: Shard,
+        mut cache: ShardCacheState,
+    ) -> Rc<Core> {
+        for (name, t) in &shard.tables {
+            cache.table_added(name, t.id);
+        }
         Rc::new(Core {
             topology,
             shard: RefCell::new(shard),
@@ -124,6 +135,7 @@ impl Core {
             empty_write_response: encode(&WriteItemResponse { attributes: None }),
             durable_waiters: RefCell::new(BTreeMap::new()),
             flusher: Cell::new(None),
+            cache: RefCell::new(cache),
         })
     }
 
@@ -354,14 +366,26 @@ impl Core {
                 schema,
                 creation_time_ms,
             } => {
-                let logged = self
-                    .shard
-                    .borrow_mut()
-                    .create_table(&name, schema, creation_time_ms);
+                let logged = {
+                    let mut shard = self.shard.borrow_mut();
+                    let logged = shard.create_table(&name, schema, creation_time_ms);
+                    if let Ok(t) = shard.table(&name) {
+                        self.cache.borrow_mut().table_added(&name, t.id);
+                    }
+                    logged
+                };
                 Answer::Done(self.logged_durable(logged).await)
             }
             Call::DeleteTable(name) => {
-                let logged = self.shard.borrow_mut().delete_table(&name);
+                let logged = {
+                    let mut shard = self.shard.borrow_mut();
+                    let id = shard.table(&name).map(|t| t.id);
+                    let logged = shard.delete_table(&name);
+                    if let (Ok(id), Ok(_)) = (id, &logged) {
+                        self.cache.borrow_mut().table_dropped(id);
+                    }
+                    logged
+                };
                 Answer::Done(self.logged_durable(logged).await)
             }
             Call::TableStats(name) => Answer::Stats(self.shard.borrow().table_stats(&name)),
@@ -549,7 +573,9 @@ impl Core {
 
     /// This shard's counters (log, index, cache).
     fn shard_stats(&self) -> ShardStats {
-        self.shard.borrow().stats()
+        let mut stats = self.shard.borrow().stats();
+        stats.counters.extend(self.cache.borrow().counters());
+        stats
     }
 
     /// Counters of every shard (or one), gathered over the mesh.
@@ -648,9 +674,17 @@ impl Core {
             Ok(key) => key,
             Err(owner) => return Ok(Outcome::Forward(owner)),
         };
-        let (pos, old) = store
-            .put(t.id, &key, item_bytes, info.size_bytes as u32)
+        let (slot, old) = store
+            .put_slot(t.id, &key, item_bytes, info.size_bytes as u32)
             .map_err(|e| store_error(*shard_id, e))?;
+        let pos = LogPos::end_of(slot.loc);
+        let cached = CachedItem {
+            slot: Some(slot),
+            wait: pos,
+        };
+        self.cache
+            .borrow_mut()
+            .wrote(t.id, &key, cached, item_bytes.len());
         let ack = WriteAck {
             opcode: Opcode::PutItem,
             id,
@@ -715,12 +749,9 @@ impl Core {
             Ok(key) => key,
             Err(owner) => return Ok(Outcome::Forward(owner)),
         };
-        let (item, wait) = shard
-            .store
-            .get(t.id, &key)
-            .map_err(|e| store_error(shard.id, e))?;
+        let (item, wait) = self.read_item(&shard, t.id, &key, req.consistent_read)?;
         let start = out.len();
-        reply::item(out, id, item.map(|i| i.bytes));
+        reply::item(out, id, item);
         Ok(self.when_durable(out, start, wait, Opcode::GetItem, id))
     }
 
@@ -749,6 +780,11 @@ impl Core {
         let (wait, old) = store
             .delete(t.id, &key)
             .map_err(|e| store_error(*shard_id, e))?;
+        let cached = CachedItem {
+            slot: None,
+            wait: wait.unwrap_or_default(),
+        };
+        self.cache.borrow_mut().wrote(t.id, &key, cached, 0);
         let ack = WriteAck {
             opcode: Opcode::DeleteItem,
             id,
@@ -785,6 +821,18 @@ impl Core {
         if let Some(owner) = self.route(hash, forwarded)? {
             return Ok(Outcome::Forward(owner));
         }
+        shard
+            .store
+            .check_usable()
+            .map_err(|e| store_error(shard.id, e))?;
+        // The whole request body is the cache key (ConsistentRead reads bypass it).
+        let cached = !req.consistent_read;
+        if cached && let Some((body, wait)) = self.cache.borrow_mut().get_page(t.id, body) {
+            let start = out.len();
+            reply::ok(out, Opcode::Query, id, body);
+            let wait = Some(wait).filter(|p| *p > shard.store.durable_pos());
+            return Ok(self.when_durable(out, start, wait, Opcode::Query, id));
+        }
         let mut prefix = Vec::new();
         partition_prefix(hash, pk, &mut prefix);
         let (mut lower, mut upper) =
@@ -813,6 +861,7 @@ impl Core {
         let mut page = PageResponse::default();
         let mut size = 0usize;
         let mut last: Option<&[u8]> = None;
+        let mut last_key: Option<&[u8]> = None;
         let mut max_end = LogPos::default();
         let mut iter: Box<dyn Iterator<Item = ItemRef<'_>>> = if req.scan_forward {
             Box::new(range)
@@ -829,15 +878,40 @@ impl Core {
             max_end = max_end.max(item.end);
             page.items.push(item.bytes.to_vec());
             last = Some(item.bytes);
+            last_key = Some(item.key);
         }
         page.count = page.items.len() as u32;
         page.scanned_count = page.count;
         if let (true, Some(last)) = (more, last) {
             page.last_evaluated_key = Some(key_item(schema, access_item(last)?)?.encode());
         }
+        let last_key: Option<Vec<u8>> = last_key.filter(|_| more).map(<[u8]>::to_vec);
+        drop(iter);
         let start = out.len();
-        reply::ok(out, Opcode::Query, id, &encode(&page));
+        let encoded = encode(&page);
+        reply::ok(out, Opcode::Query, id, &encoded);
         let wait = shard.store.range_wait(t.id, max_end);
+        if cached {
+            // The page depends on the keys it read up to its last item when it stopped
+            // early, on the whole condition's range otherwise (an insert anywhere in it
+            // would change the page or its LastEvaluatedKey).
+            let (mut lower, mut upper) = (lower, upper);
+            if let Some(k) = last_key {
+                if req.scan_forward {
+                    upper = Bound::Included(k);
+                } else {
+                    lower = Bound::Included(k);
+                }
+            }
+            self.cache.borrow_mut().fill_page(
+                t.id,
+                body,
+                &prefix,
+                (lower, upper),
+                encoded,
+                wait.unwrap_or_default(),
+            );
+        }
         Ok(self.when_durable(out, start, wait, Opcode::Query, id))
     }
 
@@ -912,6 +986,7 @@ impl Core {
                 upper,
                 limit: limit - page.items.len(),
                 budget_bytes: PAGE_SIZE_MAX_BYTES - size,
+                consistent: req.consistent_read,
             };
             let chunk = if self.is_me(owner) {
                 self.scan_local_durable(&range).await?
@@ -965,6 +1040,15 @@ impl Core {
     fn scan_local(&self, range: &ScanRange) -> Result<(ScanChunk, Option<LogPos>), ApiError> {
         let shard = self.shard.borrow();
         let t = shard.table(&range.table)?;
+        shard
+            .store
+            .check_usable()
+            .map_err(|e| store_error(shard.id, e))?;
+        if !range.consistent
+            && let Some((chunk, wait)) = self.cache.borrow_mut().get_chunk(t.id, range)
+        {
+            return Ok((chunk, Some(wait).filter(|p| *p > shard.store.durable_pos())));
+        }
         let mut chunk = ScanChunk {
             exhausted: true,
             ..ScanChunk::default()
@@ -984,6 +1068,11 @@ impl Core {
             chunk.items.push((item.key.to_vec(), item.bytes.to_vec()));
         }
         let wait = shard.store.range_wait(t.id, max_end);
+        if !range.consistent {
+            self.cache
+                .borrow_mut()
+                .fill_chunk(t.id, range, &chunk, wait.unwrap_or_default());
+        }
         Ok((chunk, wait))
     }
 
@@ -1086,14 +1175,11 @@ impl Core {
                 let (pk, sk) = extract_key(&t.schema, ki)?;
                 key.clear();
                 encode_index_key(partition_hash(&tk.table, pk), pk, sk, &mut key);
-                let (item, item_wait) = shard
-                    .store
-                    .get(t.id, &key)
-                    .map_err(|e| store_error(shard.id, e))?;
+                let (item, item_wait) = self.read_item(&shard, t.id, &key, tk.consistent_read)?;
                 wait = wait.max(item_wait);
-                if let Some(item) = item {
-                    size += item.bytes.len();
-                    items.push(item.bytes.to_vec());
+                if let Some(bytes) = item {
+                    size += bytes.len();
+                    items.push(bytes.to_vec());
                 }
             }
             if !items.is_empty() {
@@ -1111,6 +1197,50 @@ impl Core {
             }
         }
         Ok((response, wait))
+    }
+
+    /// One item through the cache (unless `consistent`), else the store: its bytes and
+    /// the position the answer must wait for.
+    fn read_item<'s>(
+        &self,
+        shard: &'s Shard,
+        table: u32,
+        key: &'s [u8],
+        consistent: bool,
+    ) -> Result<(Option<&'s [u8]>, Option<LogPos>), ApiError> {
+        let store = &shard.store;
+        store.check_usable().map_err(|e| store_error(shard.id, e))?;
+        let durable = store.durable_pos();
+        if consistent {
+            let (item, wait) = store
+                .get(table, key)
+                .map_err(|e| store_error(shard.id, e))?;
+            return Ok((item.map(|i| i.bytes), wait));
+        }
+        let mut cache = self.cache.borrow_mut();
+        if let Some(hit) = cache.get_item(table, key) {
+            let bytes = match hit.slot {
+                None => Some(None),
+                Some(slot) => store.try_item_at(slot).map(Some),
+            };
+            if let Some(bytes) = bytes {
+                return Ok((bytes, Some(hit.wait).filter(|p| *p > durable)));
+            }
+        }
+        let (item, wait) = store
+            .get(table, key)
+            .map_err(|e| store_error(shard.id, e))?;
+        let cached = CachedItem {
+            slot: item.as_ref().map(|i| i.slot),
+            wait: wait.unwrap_or_default(),
+        };
+        cache.fill_item(
+            table,
+            key,
+            cached,
+            item.as_ref().map_or(0, |i| i.bytes.len()),
+        );
+        Ok((item.map(|i| i.bytes), wait))
     }
 
     fn batch_write(
@@ -1189,21 +1319,33 @@ impl Core {
                 let t = tables
                     .get(&w.table)
                     .ok_or_else(|| table_not_found(&w.table))?;
-                let pos = match w.put {
-                    Some((bytes, size)) => Some(
-                        store
-                            .put(t.id, &w.index_key, &bytes, size as u32)
-                            .map_err(|e| store_error(*shard_id, e))?
-                            .0,
-                    ),
+                let (cached, len) = match w.put {
+                    Some((bytes, size)) => {
+                        let (slot, _) = store
+                            .put_slot(t.id, &w.index_key, &bytes, size as u32)
+                            .map_err(|e| store_error(*shard_id, e))?;
+                        let pos = LogPos::end_of(slot.loc);
+                        let cached = CachedItem {
+                            slot: Some(slot),
+                            wait: pos,
+                        };
+                        (cached, bytes.len())
+                    }
                     None => {
-                        store
+                        let (wait, _) = store
                             .delete(t.id, &w.index_key)
-                            .map_err(|e| store_error(*shard_id, e))?
-                            .0
+                            .map_err(|e| store_error(*shard_id, e))?;
+                        let cached = CachedItem {
+                            slot: None,
+                            wait: wait.unwrap_or_default(),
+                        };
+                        (cached, 0)
                     }
                 };
-                local_wait = local_wait.max(pos);
+                self.cache
+                    .borrow_mut()
+                    .wrote(t.id, &w.index_key, cached, len);
+                local_wait = local_wait.max(Some(cached.wait).filter(|p| *p > LogPos::default()));
             }
             self.kick_flusher();
             local_wait = local_wait.filter(|p| !store.is_durable(*p).unwrap_or(false));

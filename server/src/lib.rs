@@ -6,9 +6,11 @@
 //! * `core`: decode, route by partition, execute or forward; DDL, Scan and batch
 //!   coordination.
 //! * `mesh`: cross-core calls over glommio's channel mesh.
+//! * `cache`: the shard's item and query cache (tern-cache) and its settings.
 //! * `shard`: a shard's tables. `topology`: shards, ports, partition map.
 //! * `reply`: building reply frames.
 
+pub mod cache;
 pub mod core;
 pub mod mesh;
 pub mod net;

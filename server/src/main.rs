@@ -4,6 +4,8 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
+use tern_cache::{Policy, Ttls};
+use tern_server::cache::{CacheSettings, default_cache_bytes};
 use tern_server::net::NetMode;
 use tern_server::node::{Node, NodeConfig, StorageConfig, layout_shards};
 use tern_storage::store::{Durability, StoreConfig};
@@ -64,9 +66,68 @@ struct Args {
     /// Compact a sealed segment once this fraction of it is dead (overwritten or deleted).
     #[arg(long, default_value_t = 0.5)]
     compact_dead_ratio: f64,
+    /// Memory for the item and query cache of the whole node, split evenly across shards
+    /// (bytes, or with a K/M/G suffix, powers of 1024). Default: an eighth of RAM.
+    #[arg(long, value_parser = parse_size)]
+    cache_size: Option<usize>,
+    /// Cache eviction: `s3fifo` (scan-resistant, the default) or `lru` (for comparison).
+    #[arg(long, value_enum, default_value_t = PolicyArg::S3fifo)]
+    cache_policy: PolicyArg,
+    /// Item cache TTL in milliseconds (DAX's default: 5 minutes); 0 disables the item cache.
+    #[arg(long, default_value_t = tern_cache::DEFAULT_TTL_MS)]
+    item_cache_ttl_ms: u64,
+    /// Query and Scan cache TTL in milliseconds; 0 disables the query cache.
+    #[arg(long, default_value_t = tern_cache::DEFAULT_TTL_MS)]
+    query_cache_ttl_ms: u64,
+    /// Per-table TTLs, `TABLE=ITEM_MS:QUERY_MS` (0 disables that cache for the table);
+    /// repeatable.
+    #[arg(long, value_parser = parse_table_ttl)]
+    table_cache_ttl: Vec<(String, Ttls)>,
     /// Fault injection for tests: every shard's fdatasync fails with EIO after this many.
     #[arg(long, hide = true)]
     inject_sync_failure_after: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum PolicyArg {
+    S3fifo,
+    Lru,
+}
+
+/// `4096`, `64K`, `512M`, `2G` (also `KiB`/`MiB`/`GiB`): bytes, powers of 1024.
+fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(digits);
+    let n: usize = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size: expected e.g. 4096, 64K, 512M, 2G"))?;
+    let shift = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 0,
+        "K" | "KB" | "KIB" => 10,
+        "M" | "MB" | "MIB" => 20,
+        "G" | "GB" | "GIB" => 30,
+        other => return Err(format!("unknown size unit {other:?}: use K, M or G")),
+    };
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+/// `TABLE=ITEM_MS:QUERY_MS`.
+fn parse_table_ttl(s: &str) -> Result<(String, Ttls), String> {
+    let bad = || format!("{s:?}: expected TABLE=ITEM_MS:QUERY_MS, e.g. orders=60000:0");
+    let (table, ttls) = s.rsplit_once('=').ok_or_else(bad)?;
+    let (item, query) = ttls.split_once(':').ok_or_else(bad)?;
+    if table.is_empty() {
+        return Err(bad());
+    }
+    Ok((
+        table.to_owned(),
+        Ttls {
+            item_ms: item.trim().parse().map_err(|_| bad())?,
+            query_ms: query.trim().parse().map_err(|_| bad())?,
+        },
+    ))
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -114,6 +175,16 @@ fn main() -> anyhow::Result<()> {
                 ..StoreConfig::default()
             },
             fail_sync_after: args.inject_sync_failure_after,
+        },
+        cache: CacheSettings {
+            size_bytes: args.cache_size.unwrap_or_else(default_cache_bytes),
+            policy: match args.cache_policy {
+                PolicyArg::S3fifo => Policy::S3Fifo,
+                PolicyArg::Lru => Policy::Lru,
+            },
+            item_ttl_ms: args.item_cache_ttl_ms,
+            query_ttl_ms: args.query_cache_ttl_ms,
+            table_ttls: args.table_cache_ttl,
         },
     };
     let node = Node::start(&config)?;

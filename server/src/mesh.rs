@@ -50,6 +50,8 @@ pub struct ScanRange {
     pub upper: Bound<Vec<u8>>,
     pub limit: usize,
     pub budget_bytes: usize,
+    /// ConsistentRead: read the store, bypassing the cache.
+    pub consistent: bool,
 }
 
 /// What a Scan step found.

@@ -24,6 +24,7 @@ use tern_storage::disk::Disk;
 use tern_storage::flush::run_job;
 use tern_storage::store::StoreConfig;
 
+use crate::cache::{CacheSettings, ShardCacheState};
 use crate::core::{Core, CoreService};
 use crate::mesh::{MESH_CHANNEL_CAPACITY, Mesh, Reply, Request, spawn_loops};
 use crate::net::{self, NetMode};
@@ -46,6 +47,7 @@ pub struct NodeConfig {
     pub io_memory_bytes: usize,
     pub node_id: String,
     pub storage: StorageConfig,
+    pub cache: CacheSettings,
 }
 
 impl NodeConfig {
@@ -61,6 +63,7 @@ impl NodeConfig {
             io_memory_bytes: 512 * 1024,
             node_id: node_id.to_owned(),
             storage: StorageConfig::for_tests(data_dir),
+            cache: CacheSettings::for_tests(),
         }
     }
 }
@@ -317,6 +320,8 @@ impl Node {
             let requests = requests.clone();
             let replies = replies.clone();
             let mode = config.net;
+            let cache_settings = config.cache.clone();
+            let shard_count = config.shards;
             let handle = LocalExecutorBuilder::new(placement)
                 .name(&format!("tern-shard-{k}"))
                 .io_memory(config.io_memory_bytes)
@@ -373,7 +378,8 @@ impl Node {
                         .await
                         .map_err(|_| anyhow::anyhow!("shard {k}: joining the reply mesh failed"))?;
                     let mesh = Mesh::new(k as u32, req_tx, rep_tx);
-                    let core = Core::new(topology, mesh.clone(), shard);
+                    let cache = ShardCacheState::new(&cache_settings, shard_count);
+                    let core = Core::new(topology, mesh.clone(), shard, cache);
                     glommio::spawn_local(run_flusher(core.clone())).detach();
                     let maintenance = glommio::executor().create_task_queue(
                         Shares::Static(100),

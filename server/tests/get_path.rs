@@ -15,6 +15,7 @@ use tern_protocol::messages::{
     CreateTableRequest, GetItemRequest, PutItemRequest, ReturnValues, encode,
 };
 use tern_protocol::{Item, KeyAttr, KeySchema, ScalarType, Value};
+use tern_server::cache::{CacheSettings, ShardCacheState};
 use tern_server::core::{Core, Outcome};
 use tern_server::mesh::{Mesh, Reply, Request};
 use tern_server::shard::Shard;
@@ -101,6 +102,7 @@ fn get_item_hit_allocates_nothing_and_returns_the_put_bytes() {
                 Topology::new("t".into(), 0, vec![(0, 0)]),
                 Mesh::new(0, req_tx, rep_tx),
                 shard,
+                ShardCacheState::new(&CacheSettings::for_tests(), 1),
             );
 
             let create = encode(&CreateTableRequest {
@@ -156,24 +158,47 @@ fn get_item_hit_allocates_nothing_and_returns_the_put_bytes() {
                 "the reply body is the stored, client-encoded item"
             );
 
-            // A miss allocates nothing either.
-            let missing = Item::from_attrs([("id".to_owned(), Value::S("nobody".into()))]).encode();
-            let get = frame(
+            // Neither does a strongly consistent read (the store's path: no cache fill).
+            let key = Item::from_attrs([("id".to_owned(), Value::S("user-42".into()))]).encode();
+            let strong = frame(
                 Opcode::GetItem,
-                4,
+                6,
                 &encode(&GetItemRequest {
                     table: "users".into(),
-                    key: missing,
-                    consistent_read: false,
+                    key,
+                    consistent_read: true,
                 }),
             );
-            let (f, _) = parse_frame(&get).unwrap().unwrap();
+            let (f, _) = parse_frame(&strong).unwrap().unwrap();
             out.clear();
             let (_, allocations) = allocations_during(|| core.dispatch(f, &mut out));
-            assert_eq!(allocations, 0, "a GetItem miss must not allocate");
+            assert_eq!(allocations, 0, "a consistent GetItem must not allocate");
             let (reply, _) = parse_frame(&out).unwrap().unwrap();
-            assert_eq!(reply.header.flags, FLAG_RESPONSE);
-            assert!(reply.body.is_empty());
+            assert_eq!(reply.body, item.as_slice());
+
+            // A miss allocates nothing either, once its negative entry is cached (the
+            // first miss fills it) and when read consistently.
+            let missing = Item::from_attrs([("id".to_owned(), Value::S("nobody".into()))]).encode();
+            for consistent_read in [false, true] {
+                let get = frame(
+                    Opcode::GetItem,
+                    4,
+                    &encode(&GetItemRequest {
+                        table: "users".into(),
+                        key: missing.clone(),
+                        consistent_read,
+                    }),
+                );
+                let (f, _) = parse_frame(&get).unwrap().unwrap();
+                out.clear();
+                core.dispatch(f, &mut out);
+                out.clear();
+                let (_, allocations) = allocations_during(|| core.dispatch(f, &mut out));
+                assert_eq!(allocations, 0, "a GetItem miss must not allocate");
+                let (reply, _) = parse_frame(&out).unwrap().unwrap();
+                assert_eq!(reply.header.flags, FLAG_RESPONSE);
+                assert!(reply.body.is_empty());
+            }
 
             // The counter does count: a PutItem copies the item into the store.
             let put = frame(Opcode::PutItem, 5, &put);

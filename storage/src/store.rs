@@ -238,6 +238,8 @@ pub struct ItemRef<'a> {
     pub size_bytes: u32,
     /// The end of its record: the read may only be answered once this is durable.
     pub end: LogPos,
+    /// Where its record is (see [`Store::try_item_at`]).
+    pub slot: Slot,
 }
 
 pub struct Store<D: Disk> {
@@ -689,7 +691,9 @@ impl<D: Disk + Clone> Store<D> {
     // ---------------------------------------------------------------------------------
     // Appending
 
-    fn check_usable(&self) -> Result<(), StoreError> {
+    /// `Ok` unless the store failed (a poisoning fsync error) or found corruption: then
+    /// it serves nothing, and callers answering from elsewhere (a cache) must not either.
+    pub fn check_usable(&self) -> Result<(), StoreError> {
         match &self.failure {
             Some(e) => Err(e.clone()),
             None => Ok(()),
@@ -801,6 +805,19 @@ impl<D: Disk + Clone> Store<D> {
         item: &[u8],
         size_bytes: u32,
     ) -> Result<(LogPos, Option<Slot>), StoreError> {
+        let (slot, old) = self.put_slot(table, key, item, size_bytes)?;
+        Ok((LogPos::end_of(slot.loc), old))
+    }
+
+    /// Like [`Store::put`], returning the new record's slot (its end is
+    /// `LogPos::end_of(slot.loc)`): what a cache keeps to find the item's bytes again.
+    pub fn put_slot(
+        &mut self,
+        table: u32,
+        key: &[u8],
+        item: &[u8],
+        size_bytes: u32,
+    ) -> Result<(Slot, Option<Slot>), StoreError> {
         self.table_mut(table)?;
         let loc = self.append(
             Record {
@@ -826,7 +843,7 @@ impl<D: Disk + Clone> Store<D> {
         if !self.pending_deletes.is_empty() {
             self.pending_deletes.remove(&(table, Box::from(key)));
         }
-        Ok((LogPos::end_of(loc), old))
+        Ok((Slot { loc, size_bytes }, old))
     }
 
     /// Deletes an item. Returns the position to wait for (the tombstone's end, or an
@@ -948,6 +965,16 @@ impl<D: Disk + Clone> Store<D> {
         &map.bytes()[loc.offset as usize..(loc.offset + loc.len) as usize]
     }
 
+    /// The item bytes of the Put record in `slot`, if its segment still exists: a slot
+    /// kept outside the index (the shard's item cache) may name a record that compaction
+    /// copied elsewhere and whose segment it then dropped. Segment numbers are never
+    /// reused, so a present segment still holds exactly the record the slot named.
+    pub fn try_item_at(&self, slot: Slot) -> Option<&[u8]> {
+        self.segments
+            .contains_key(&slot.loc.segment)
+            .then(|| self.item_at(slot))
+    }
+
     /// The item bytes of the Put record in `slot` (valid until the next write).
     pub fn item_at(&self, slot: Slot) -> &[u8] {
         let rec = self.record_at(slot.loc);
@@ -983,6 +1010,7 @@ impl<D: Disk + Clone> Store<D> {
                     bytes: self.item_at(slot),
                     size_bytes: slot.size_bytes,
                     end,
+                    slot,
                 };
                 Ok((Some(item), (end > self.durable_pos()).then_some(end)))
             }
@@ -1008,6 +1036,7 @@ impl<D: Disk + Clone> Store<D> {
             bytes: self.item_at(slot),
             size_bytes: slot.size_bytes,
             end: LogPos::end_of(slot.loc),
+            slot,
         }))
     }
 
