@@ -366,32 +366,42 @@ impl Core {
                 schema,
                 creation_time_ms,
             } => {
-                let logged = {
-                    let mut shard = self.shard.borrow_mut();
-                    let logged = shard.create_table(&name, schema, creation_time_ms);
-                    if let Ok(t) = shard.table(&name) {
-                        self.cache.borrow_mut().table_added(&name, t.id);
-                    }
-                    logged
-                };
+                let logged = self.create_table_here(&name, schema, creation_time_ms);
                 Answer::Done(self.logged_durable(logged).await)
             }
             Call::DeleteTable(name) => {
-                let logged = {
-                    let mut shard = self.shard.borrow_mut();
-                    let id = shard.table(&name).map(|t| t.id);
-                    let logged = shard.delete_table(&name);
-                    if let (Ok(id), Ok(_)) = (id, &logged) {
-                        self.cache.borrow_mut().table_dropped(id);
-                    }
-                    logged
-                };
+                let logged = self.delete_table_here(&name);
                 Answer::Done(self.logged_durable(logged).await)
             }
             Call::TableStats(name) => Answer::Stats(self.shard.borrow().table_stats(&name)),
             Call::ScanRange(range) => Answer::Scan(self.scan_local_durable(&range).await),
             Call::Stats => Answer::Counters(self.shard_stats()),
         }
+    }
+
+    /// Creates a table on this shard (and tells the cache its TTLs); returns the
+    /// position to wait for.
+    fn create_table_here(
+        &self,
+        name: &str,
+        schema: KeySchema,
+        creation_time_ms: u64,
+    ) -> Result<LogPos, ApiError> {
+        let mut shard = self.shard.borrow_mut();
+        let pos = shard.create_table(name, schema, creation_time_ms)?;
+        let id = shard.table(name)?.id;
+        self.cache.borrow_mut().table_added(name, id);
+        Ok(pos)
+    }
+
+    /// Deletes a table on this shard (and its cache entries); returns the position to
+    /// wait for.
+    fn delete_table_here(&self, name: &str) -> Result<LogPos, ApiError> {
+        let mut shard = self.shard.borrow_mut();
+        let id = shard.table(name)?.id;
+        let pos = shard.delete_table(name)?;
+        self.cache.borrow_mut().table_dropped(id);
+        Ok(pos)
     }
 
     /// Waits until a logged change is durable.
@@ -474,10 +484,7 @@ impl Core {
             .await
             .map_err(|e| ApiError::internal(format!("DDL lock: {e}")))?;
         let created = now_ms();
-        let logged =
-            self.shard
-                .borrow_mut()
-                .create_table(&req.name, req.key_schema.clone(), created);
+        let logged = self.create_table_here(&req.name, req.key_schema.clone(), created);
         self.logged_durable(logged).await?;
         for shard in 0..self.topology.shard_count() as ShardId {
             if self.is_me(shard) {
@@ -520,7 +527,7 @@ impl Core {
             .shard
             .borrow()
             .describe(&name, TableStatus::Deleting, items, bytes)?;
-        let logged = self.shard.borrow_mut().delete_table(&name);
+        let logged = self.delete_table_here(&name);
         self.logged_durable(logged).await?;
         for shard in 0..self.topology.shard_count() as ShardId {
             if !self.is_me(shard) {

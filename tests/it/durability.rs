@@ -94,7 +94,12 @@ fn a_failing_fsync_stops_the_shard_and_acknowledges_nothing_more() {
     let mut failure = None;
     for i in 0..20 {
         match c.put_item("kvs", &value(i, 1)) {
-            Ok(()) => acked.push(i),
+            Ok(()) => {
+                acked.push(i);
+                // Read it back: now it is in the item cache, which must not answer
+                // for a stopped shard either.
+                let _ = c.get_item("kvs", &key(i), false);
+            }
             Err(e) => {
                 failure = Some(e);
                 break;
@@ -121,6 +126,12 @@ fn a_failing_fsync_stops_the_shard_and_acknowledges_nothing_more() {
     assert_eq!(again.code(), Some(ErrorCode::InternalServerError));
     let read = c.get_item("kvs", &key(0), false).unwrap_err();
     assert_eq!(read.code(), Some(ErrorCode::InternalServerError));
+    let cached = stats.shards[0]
+        .counters
+        .iter()
+        .find(|k| k.name == "ItemCacheEntries")
+        .map_or(0, |k| k.value);
+    assert!(cached > 0, "key 0 was in the item cache, and still refused");
     drop(c);
     let data = server.kill9();
 

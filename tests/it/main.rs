@@ -5,6 +5,7 @@
 
 mod harness;
 
+mod cache;
 mod durability;
 mod errors;
 mod items;
