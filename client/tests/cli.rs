@@ -74,6 +74,22 @@ fn cli_tour() {
     );
     assert!(stats["total"]["LogSyncs"].as_u64() >= Some(2), "{stats}");
     assert_eq!(stats["total"]["LogCorruptions"], 0);
+    // The cache's counters, under DAX's metric names, in the total and every shard.
+    for name in [
+        "ItemCacheHits",
+        "ItemCacheMisses",
+        "QueryCacheHits",
+        "QueryCacheMisses",
+        "ScanCacheHits",
+        "ScanCacheMisses",
+        "CacheEvictions",
+        "CacheBytes",
+        "CacheEntries",
+    ] {
+        assert!(stats["total"][name].is_u64(), "{name} missing: {stats}");
+        assert!(stats["shards"][0][name].is_u64(), "{name} missing: {stats}");
+    }
+    assert!(stats["total"]["CacheBudgetBytes"].as_u64() > Some(0), "{stats}");
     assert_eq!(
         created["TableDescription"]["KeySchema"][1],
         json!({"AttributeName": "year", "KeyType": "RANGE"})
