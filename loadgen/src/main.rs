@@ -111,7 +111,7 @@ struct RunArgs {
     /// Warm-up, not measured.
     #[arg(long, value_parser = parse_duration, default_value = "2s")]
     warmup: Duration,
-    /// get | set | mixed:F (F = fraction of GETs) | ycsb-a … ycsb-f.
+    /// get | set | mixed:F (F = fraction of GETs) | ycsb-a … ycsb-f | query (Scans of exactly --scan-len items).
     #[arg(long, default_value = "get")]
     workload: Mix,
     /// Key space: keys 0..N (preload them with --load N).

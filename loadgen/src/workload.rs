@@ -19,6 +19,7 @@
 //! | ycsb-d   | 95% Get, 5% Insert                   | `dist` (YCSB: latest)                  |
 //! | ycsb-e   | 95% Scan, 5% Insert                  | `dist` for the scan's start key        |
 //! | ycsb-f   | 50% Get, 50% ReadModifyWrite         | `dist` (YCSB: zipfian)                 |
+//! | query    | 100% Scan of exactly `scan_len_max` items (no writes: a read-only ranged load, e.g. for tern's query cache) | `dist` for the start key |
 //! | load     | Set on every key once, in order      | this thread's slice of 0..keyspace     |
 //!
 //! The spec's `dist` is honoured for every mix; [`Mix::default_dist`] is YCSB's choice, for a
@@ -190,6 +191,8 @@ pub enum Mix {
     YcsbD,
     YcsbE,
     YcsbF,
+    /// 100% Scan of exactly `scan_len_max` items over the ranged model.
+    Query,
     /// The preload: Set on each key of 0..keyspace once.
     Load,
 }
@@ -207,6 +210,7 @@ impl Mix {
             Mix::YcsbD => "ycsb-d".into(),
             Mix::YcsbE => "ycsb-e".into(),
             Mix::YcsbF => "ycsb-f".into(),
+            Mix::Query => "query".into(),
             Mix::Load => "load".into(),
         }
     }
@@ -214,7 +218,7 @@ impl Mix {
     /// True when the data must be laid out ranged (partition + position, see
     /// [`RANGE_PARTITION_KEYS`]): YCSB E, whose scans read consecutive keys.
     pub fn uses_ranges(&self) -> bool {
-        matches!(self, Mix::YcsbE)
+        matches!(self, Mix::YcsbE | Mix::Query)
     }
 
     /// YCSB's request distribution for this mix: latest for D, zipfian(0.99) otherwise.
@@ -240,6 +244,7 @@ impl Mix {
             Mix::YcsbD => (OpKind::Get, OpKind::Insert, 0.95),
             Mix::YcsbE => (OpKind::Scan, OpKind::Insert, 0.95),
             Mix::YcsbF => (OpKind::Get, OpKind::ReadModifyWrite, 0.5),
+            Mix::Query => (OpKind::Scan, OpKind::Scan, 1.0),
         }
     }
 }
@@ -264,6 +269,7 @@ impl FromStr for Mix {
             "ycsb-d" => Mix::YcsbD,
             "ycsb-e" => Mix::YcsbE,
             "ycsb-f" => Mix::YcsbF,
+            "query" => Mix::Query,
             "load" => Mix::Load,
             other => match other.strip_prefix("mixed:") {
                 Some(fraction) => {
@@ -416,7 +422,7 @@ pub struct WorkloadSpec {
     pub keyspace: u64,
     pub dist: KeyDist,
     pub value: ValueSize,
-    /// Scan lengths are uniform in 1..=scan_len_max (YCSB: 100).
+    /// Scan lengths are uniform in 1..=scan_len_max (YCSB: 100); exactly it for `query`.
     pub scan_len_max: u32,
     /// Thread `t` draws from a generator seeded by (seed, t): a run is reproducible.
     pub seed: u64,
@@ -528,6 +534,8 @@ pub struct Workload {
     /// Values are value_min + below(value_span) bytes; span 1 means fixed.
     value_span: u64,
     scan_len_max: u32,
+    /// Mix::Query: every scan reads exactly `scan_len_max` items.
+    fixed_scan_len: bool,
     thread: u64,
     threads: u64,
     inserted: u64,
@@ -588,6 +596,7 @@ impl Workload {
             value_min,
             value_span,
             scan_len_max: spec.scan_len_max,
+            fixed_scan_len: spec.mix == Mix::Query,
             thread: thread as u64,
             threads: threads as u64,
             inserted: 0,
@@ -639,7 +648,11 @@ impl Workload {
             },
             OpKind::Scan => {
                 let key = self.next_key();
-                let scan_len = 1 + self.rng.below(u64::from(self.scan_len_max)) as u32;
+                let scan_len = if self.fixed_scan_len {
+                    self.scan_len_max
+                } else {
+                    1 + self.rng.below(u64::from(self.scan_len_max)) as u32
+                };
                 Op {
                     kind,
                     key,
@@ -749,6 +762,26 @@ pub fn fill_value(key: u64, len: u32, out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn query_mix_scans_exactly_scan_len_items_and_never_writes() {
+        let spec = WorkloadSpec {
+            mix: "query".parse().unwrap(),
+            keyspace: 10_000,
+            dist: KeyDist::Uniform,
+            value: ValueSize::Fixed(100),
+            scan_len_max: 100,
+            seed: 7,
+        };
+        assert!(spec.mix.uses_ranges());
+        assert_eq!(spec.mix.name().parse::<Mix>().unwrap(), spec.mix);
+        let mut w = Workload::new(&spec, 0, 1);
+        for _ in 0..1000 {
+            let op = w.next().unwrap();
+            assert_eq!((op.kind, op.scan_len), (OpKind::Scan, 100));
+            assert!(op.key < 10_000);
+        }
+    }
 
     #[test]
     fn op_kind_index_matches_all() {
