@@ -89,7 +89,10 @@ fn cli_tour() {
         assert!(stats["total"][name].is_u64(), "{name} missing: {stats}");
         assert!(stats["shards"][0][name].is_u64(), "{name} missing: {stats}");
     }
-    assert!(stats["total"]["CacheBudgetBytes"].as_u64() > Some(0), "{stats}");
+    assert!(
+        stats["total"]["CacheBudgetBytes"].as_u64() > Some(0),
+        "{stats}"
+    );
     assert_eq!(
         created["TableDescription"]["KeySchema"][1],
         json!({"AttributeName": "year", "KeyType": "RANGE"})

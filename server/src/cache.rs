@@ -228,7 +228,11 @@ impl ShardCacheState {
     pub fn fill_chunk(&mut self, table: u32, range: &ScanRange, chunk: &ScanChunk, wait: LogPos) {
         let now = self.now_ms();
         scan_key(range, &mut self.scan_key);
-        let len: usize = chunk.items.iter().map(|(k, v)| k.len() + v.len()).sum();
+        let len: usize = chunk
+            .items
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + SCAN_ITEM_OVERHEAD_BYTES)
+            .sum();
         let copy = ScanChunk {
             items: chunk.items.clone(),
             size_bytes: chunk.size_bytes,
@@ -260,6 +264,10 @@ impl ShardCacheState {
             })
     }
 }
+
+/// What a cached Scan step costs per item beyond its key and item bytes: the two `Vec`
+/// headers of its `(key, item)` pair and the allocator's header of each heap block.
+const SCAN_ITEM_OVERHEAD_BYTES: usize = 2 * std::mem::size_of::<Vec<u8>>() + 2 * 16;
 
 /// The canonical bytes of a Scan step: bounds, limit and byte budget (the table is part
 /// of the cache's own key).

@@ -198,7 +198,7 @@ fn main() -> anyhow::Result<()> {
         config.net
     );
     eprintln!(
-        "ternd: serving {} shard(s) on {}:{} (shard ports {}), net={:?}, data in {} (durability {:?}). Ctrl-C to stop.",
+        "ternd: serving {} shard(s) on {}:{} (shard ports {}), net={:?}, data in {} (durability {:?}), cache {} MiB ({:?}). Ctrl-C to stop.",
         t.shard_count(),
         config.host,
         t.shared_port,
@@ -206,6 +206,8 @@ fn main() -> anyhow::Result<()> {
         config.net,
         args.data_dir.display(),
         args.durability,
+        config.cache.size_bytes >> 20,
+        config.cache.policy,
     );
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,

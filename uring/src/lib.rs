@@ -30,6 +30,30 @@ pub fn reap(ring: &mut IoUring, into: &mut Vec<Completion>, max: usize) -> usize
     into.len() - before
 }
 
+/// Submits every queued entry and waits until a completion is posted or `timeout`
+/// passes (GETEVENTS, min_complete 1, EXT_ARG timeout). A timeout, a signal or a busy CQ
+/// are not errors: the caller looks at the CQ (and its clock) either way. With a zero
+/// timeout this runs a DEFER_TASKRUN ring's deferred completion work dry: the kernel keeps
+/// running its work list until a completion is posted or the list is empty.
+pub fn enter_wait(ring: &mut IoUring, timeout: std::time::Duration) -> io::Result<()> {
+    let ts = io_uring::types::Timespec::new()
+        .sec(timeout.as_secs())
+        .nsec(timeout.subsec_nanos());
+    let args = io_uring::types::SubmitArgs::new().timespec(&ts);
+    match ring.submitter().submit_with_args(1, &args) {
+        Ok(_) => Ok(()),
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN)
+            ) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Submits every queued entry and runs deferred completion work (GETEVENTS), without
 /// waiting: afterwards the CQ holds everything that has completed. The caller vouches for
 /// the queued entries (its own `push` contract).

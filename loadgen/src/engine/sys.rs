@@ -129,22 +129,7 @@ impl Ring {
     /// passes (a timeout, a signal or a busy CQ are not errors: the caller looks at the
     /// clock and the CQ either way).
     pub(super) fn enter_wait(&mut self, timeout: Duration) -> io::Result<()> {
-        let ts = types::Timespec::new()
-            .sec(timeout.as_secs())
-            .nsec(timeout.subsec_nanos());
-        let args = types::SubmitArgs::new().timespec(&ts);
-        match self.ring.submitter().submit_with_args(1, &args) {
-            Ok(_) => Ok(()),
-            Err(e)
-                if matches!(
-                    e.raw_os_error(),
-                    Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN)
-                ) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(e),
-        }
+        tern_uring::enter_wait(&mut self.ring, timeout)
     }
 
     /// Moves up to `max` completions from the CQ into `into`; returns how many.

@@ -219,20 +219,7 @@ impl Ring {
     /// eventfd: the kernel signals it when the list goes from empty to non-empty, and
     /// only then. Parking with work left in the list would miss every later signal.
     pub(super) fn run_local_work(&mut self) -> io::Result<()> {
-        let ts = types::Timespec::new();
-        let args = types::SubmitArgs::new().timespec(&ts);
-        match self.ring.submitter().submit_with_args(1, &args) {
-            Ok(_) => Ok(()),
-            Err(e)
-                if matches!(
-                    e.raw_os_error(),
-                    Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN)
-                ) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(e),
-        }
+        tern_uring::enter_wait(&mut self.ring, std::time::Duration::ZERO)
     }
 
     /// Whether entering the kernel would do anything. An untuned ring does not flag
@@ -255,20 +242,7 @@ impl Ring {
     /// Submits and waits (blocking this thread) up to `ms` milliseconds for a completion.
     /// Only for draining cancelled operations at shutdown.
     pub(super) fn wait_ms(&mut self, ms: u64) -> io::Result<()> {
-        let ts = types::Timespec::new().nsec((ms.min(999) * 1_000_000) as u32);
-        let args = types::SubmitArgs::new().timespec(&ts);
-        match self.ring.submitter().submit_with_args(1, &args) {
-            Ok(_) => Ok(()),
-            Err(e)
-                if matches!(
-                    e.raw_os_error(),
-                    Some(libc::ETIME | libc::EINTR | libc::EBUSY)
-                ) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(e),
-        }
+        tern_uring::enter_wait(&mut self.ring, std::time::Duration::from_millis(ms))
     }
 
     /// Moves up to `max` completions from the CQ into `into`; returns how many.
