@@ -291,6 +291,12 @@ fn io_text(e: &io::Error) -> String {
     e.to_string()
 }
 
+/// The item bytes of a Put record (after its header and key).
+fn item_of_record(rec: &[u8]) -> &[u8] {
+    let key_len = u16::from_le_bytes([rec[10], rec[11]]) as usize;
+    &rec[RECORD_HEADER_LEN + key_len..]
+}
+
 impl<D: Disk + Clone> Store<D> {
     // ---------------------------------------------------------------------------------
     // Opening and recovery
@@ -948,6 +954,13 @@ impl<D: Disk + Clone> Store<D> {
 
     /// The bytes of the record at `loc` (which must be a record this store wrote).
     fn record_at(&self, loc: Loc) -> &[u8] {
+        self.try_record_at(loc)
+            .unwrap_or_else(|| panic!("record {loc:?} is in no present segment"))
+    }
+
+    /// The bytes of the record at `loc` if its segment is still present (`loc` must be a
+    /// record this store wrote).
+    fn try_record_at(&self, loc: Loc) -> Option<&[u8]> {
         if LogPos::new(loc.segment, loc.offset) >= self.written {
             let found = self
                 .inflight
@@ -955,14 +968,17 @@ impl<D: Disk + Clone> Store<D> {
                 .filter_map(|i| i.chunk.as_ref())
                 .chain(self.pending.iter())
                 .find_map(|c| c.get(loc));
-            return found
-                .unwrap_or_else(|| panic!("record {loc:?} is neither written nor pending"));
+            return Some(
+                found.unwrap_or_else(|| panic!("record {loc:?} is neither written nor pending")),
+            );
         }
-        let map = self.segments[&loc.segment]
+        let map = self
+            .segments
+            .get(&loc.segment)?
             .map
             .as_ref()
             .expect("a written segment is mapped");
-        &map.bytes()[loc.offset as usize..(loc.offset + loc.len) as usize]
+        Some(&map.bytes()[loc.offset as usize..(loc.offset + loc.len) as usize])
     }
 
     /// The item bytes of the Put record in `slot`, if its segment still exists: a slot
@@ -970,16 +986,12 @@ impl<D: Disk + Clone> Store<D> {
     /// copied elsewhere and whose segment it then dropped. Segment numbers are never
     /// reused, so a present segment still holds exactly the record the slot named.
     pub fn try_item_at(&self, slot: Slot) -> Option<&[u8]> {
-        self.segments
-            .contains_key(&slot.loc.segment)
-            .then(|| self.item_at(slot))
+        self.try_record_at(slot.loc).map(item_of_record)
     }
 
     /// The item bytes of the Put record in `slot` (valid until the next write).
     pub fn item_at(&self, slot: Slot) -> &[u8] {
-        let rec = self.record_at(slot.loc);
-        let key_len = u16::from_le_bytes([rec[10], rec[11]]) as usize;
-        &rec[RECORD_HEADER_LEN + key_len..]
+        item_of_record(self.record_at(slot.loc))
     }
 
     pub fn table_id(&self, name: &str) -> Option<u32> {

@@ -28,6 +28,8 @@ use crate::service::{Service, Shutdown, Wakeup};
 
 pub mod limits;
 mod sys;
+
+pub(crate) use sys::coarse_monotonic_ms;
 mod tcp;
 mod uring;
 

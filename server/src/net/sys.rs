@@ -7,6 +7,7 @@
 //!   provided-buffer ring that multishot receives fill.
 //! * fd ownership hand-offs: an eventfd into a glommio file, a listener into glommio, an
 //!   accepted fd into an `OwnedFd`.
+//! * [`coarse_monotonic_ms`]: the cache's cheap clock (CLOCK_MONOTONIC_COARSE).
 //!
 //! The contract with the rest of `net`: a buffer passed to [`Ring::send`] stays alive and
 //! untouched until that send's completion is reaped (the uring transport never touches a
@@ -272,4 +273,17 @@ impl Ring {
     pub(super) fn buf_ring(&self, group: u16, count: u16, size: usize) -> io::Result<BufRing> {
         BufRing::new(&self.ring.submitter(), group, count, size)
     }
+}
+
+/// CLOCK_MONOTONIC_COARSE in milliseconds (0 should the call ever fail).
+pub(crate) fn coarse_monotonic_ms() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
+    if unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) } != 0 {
+        return 0;
+    }
+    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
 }
