@@ -44,11 +44,16 @@ pub(super) fn eventfd_into_glommio(fd: OwnedFd) -> glommio::io::BufferedFile {
     unsafe { <glommio::io::BufferedFile as FromRawFd>::from_raw_fd(fd.into_raw_fd()) }
 }
 
-/// Hands a bound, listening socket to glommio.
-pub(super) fn listener_into_glommio(listener: std::net::TcpListener) -> glommio::net::TcpListener {
-    // SAFETY: `listener` is a bound and listening TCP socket; its ownership moves into
+/// Hands a bound, listening socket to glommio; also returns its fd (glommio does not
+/// expose it), valid as long as the glommio listener lives.
+pub(super) fn listener_into_glommio(
+    listener: std::net::TcpListener,
+) -> (glommio::net::TcpListener, RawFd) {
+    let fd = listener.into_raw_fd();
+    // SAFETY: `fd` is a bound and listening TCP socket; its ownership moves into
     // glommio's listener, which closes it.
-    unsafe { <glommio::net::TcpListener as FromRawFd>::from_raw_fd(listener.into_raw_fd()) }
+    let listener = unsafe { <glommio::net::TcpListener as FromRawFd>::from_raw_fd(fd) };
+    (listener, fd)
 }
 
 /// Takes ownership of the socket a completed accept returned.
@@ -286,4 +291,19 @@ pub(crate) fn coarse_monotonic_ms() -> u64 {
         return 0;
     }
     ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
+}
+
+/// Makes a listening socket stop listening at once (shutdown(2) of a listening socket:
+/// pending and new connection attempts are refused). For glommio's listeners, whose fd
+/// glommio closes only asynchronously, while the kernel keeps the socket listening as long
+/// as a cancelled accept is in flight.
+///
+/// `fd` must be a socket that stays open for the duration of the call (the caller holds
+/// the listener that owns it).
+pub(super) fn stop_listening(fd: RawFd) {
+    // SAFETY: shutdown(2) only acts on the descriptor and touches no memory of ours; the
+    // caller keeps `fd` open. Errors (already shut down) change nothing.
+    unsafe {
+        libc::shutdown(fd, libc::SHUT_RDWR);
+    }
 }

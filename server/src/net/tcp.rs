@@ -13,6 +13,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::future::poll_fn;
 use std::io;
+use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -70,7 +71,7 @@ fn spawn_in(gate: &Gate, task: impl Future<Output = ()> + 'static) -> io::Result
         .map_err(io::Error::from)
 }
 
-fn into_glommio(listener: std::net::TcpListener) -> io::Result<TcpListener> {
+fn into_glommio(listener: std::net::TcpListener) -> io::Result<(TcpListener, RawFd)> {
     // glommio accepts through its ring, which waits for readiness only on blocking sockets.
     listener.set_nonblocking(false)?;
     Ok(sys::listener_into_glommio(listener))
@@ -139,7 +140,7 @@ async fn dispatch_deferred(core: Rc<CoreConns>) {
     }
 }
 
-async fn accept_loop(listener: TcpListener, core: Rc<CoreConns>) {
+async fn accept_loop((listener, fd): (TcpListener, RawFd), core: Rc<CoreConns>) {
     loop {
         let accepted = or(async { Some(listener.accept().await) }, async {
             core.shutdown.wait().await;
@@ -147,7 +148,15 @@ async fn accept_loop(listener: TcpListener, core: Rc<CoreConns>) {
         })
         .await;
         let stream = match accepted {
-            None => return,
+            None => {
+                // Stop listening now: glommio closes the fd asynchronously, and the kernel
+                // keeps the socket listening until the cancelled accept has completed, so
+                // a client could still connect (into a backlog nobody serves) after
+                // `serve` returned. shutdown(2) of a listening socket stops it at once.
+                sys::stop_listening(fd);
+                drop(listener);
+                return;
+            }
             Some(Ok(stream)) => stream,
             Some(Err(e)) => {
                 warn!(error = %e, "accepting a connection failed; retrying in {ACCEPT_RETRY_DELAY_MS} ms");
