@@ -38,6 +38,24 @@ pub struct CachedItem {
     pub wait: LogPos,
 }
 
+impl CachedItem {
+    /// The item in the Put record at `slot` (answer once that record is durable).
+    pub fn written(slot: Slot) -> CachedItem {
+        CachedItem {
+            slot: Some(slot),
+            wait: LogPos::end_of(slot.loc),
+        }
+    }
+
+    /// No item; `wait` is the delete not durable yet, if any.
+    pub fn absent(wait: Option<LogPos>) -> CachedItem {
+        CachedItem {
+            slot: None,
+            wait: wait.unwrap_or_default(),
+        }
+    }
+}
+
 /// What a result entry remembers.
 #[derive(Debug)]
 pub enum CachedResult {

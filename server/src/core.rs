@@ -684,14 +684,11 @@ impl Core {
         let (slot, old) = store
             .put_slot(t.id, &key, item_bytes, info.size_bytes as u32)
             .map_err(|e| store_error(*shard_id, e))?;
-        let pos = LogPos::end_of(slot.loc);
-        let cached = CachedItem {
-            slot: Some(slot),
-            wait: pos,
-        };
+        let cached = CachedItem::written(slot);
         self.cache
             .borrow_mut()
             .wrote(t.id, &key, cached, item_bytes.len());
+        let pos = cached.wait;
         let ack = WriteAck {
             opcode: Opcode::PutItem,
             id,
@@ -787,11 +784,9 @@ impl Core {
         let (wait, old) = store
             .delete(t.id, &key)
             .map_err(|e| store_error(*shard_id, e))?;
-        let cached = CachedItem {
-            slot: None,
-            wait: wait.unwrap_or_default(),
-        };
-        self.cache.borrow_mut().wrote(t.id, &key, cached, 0);
+        self.cache
+            .borrow_mut()
+            .wrote(t.id, &key, CachedItem::absent(wait), 0);
         let ack = WriteAck {
             opcode: Opcode::DeleteItem,
             id,
@@ -828,16 +823,13 @@ impl Core {
         if let Some(owner) = self.route(hash, forwarded)? {
             return Ok(Outcome::Forward(owner));
         }
-        shard
-            .store
-            .check_usable()
-            .map_err(|e| store_error(shard.id, e))?;
+        shard.usable()?;
         // The whole request body is the cache key (ConsistentRead reads bypass it).
         let cached = !req.consistent_read;
         if cached && let Some((body, wait)) = self.cache.borrow_mut().get_page(t.id, body) {
             let start = out.len();
             reply::ok(out, Opcode::Query, id, body);
-            let wait = Some(wait).filter(|p| *p > shard.store.durable_pos());
+            let wait = shard.store.until_durable(wait);
             return Ok(self.when_durable(out, start, wait, Opcode::Query, id));
         }
         let mut prefix = Vec::new();
@@ -1047,14 +1039,11 @@ impl Core {
     fn scan_local(&self, range: &ScanRange) -> Result<(ScanChunk, Option<LogPos>), ApiError> {
         let shard = self.shard.borrow();
         let t = shard.table(&range.table)?;
-        shard
-            .store
-            .check_usable()
-            .map_err(|e| store_error(shard.id, e))?;
+        shard.usable()?;
         if !range.consistent
             && let Some((chunk, wait)) = self.cache.borrow_mut().get_chunk(t.id, range)
         {
-            return Ok((chunk, Some(wait).filter(|p| *p > shard.store.durable_pos())));
+            return Ok((chunk, shard.store.until_durable(wait)));
         }
         let mut chunk = ScanChunk {
             exhausted: true,
@@ -1216,8 +1205,7 @@ impl Core {
         consistent: bool,
     ) -> Result<(Option<&'s [u8]>, Option<LogPos>), ApiError> {
         let store = &shard.store;
-        store.check_usable().map_err(|e| store_error(shard.id, e))?;
-        let durable = store.durable_pos();
+        shard.usable()?;
         if consistent {
             let (item, wait) = store
                 .get(table, key)
@@ -1231,15 +1219,15 @@ impl Core {
                 Some(slot) => store.try_item_at(slot).map(Some),
             };
             if let Some(bytes) = bytes {
-                return Ok((bytes, Some(hit.wait).filter(|p| *p > durable)));
+                return Ok((bytes, store.until_durable(hit.wait)));
             }
         }
         let (item, wait) = store
             .get(table, key)
             .map_err(|e| store_error(shard.id, e))?;
-        let cached = CachedItem {
-            slot: item.as_ref().map(|i| i.slot),
-            wait: wait.unwrap_or_default(),
+        let cached = match &item {
+            Some(i) => CachedItem::written(i.slot),
+            None => CachedItem::absent(wait),
         };
         cache.fill_item(
             table,
@@ -1331,22 +1319,13 @@ impl Core {
                         let (slot, _) = store
                             .put_slot(t.id, &w.index_key, &bytes, size as u32)
                             .map_err(|e| store_error(*shard_id, e))?;
-                        let pos = LogPos::end_of(slot.loc);
-                        let cached = CachedItem {
-                            slot: Some(slot),
-                            wait: pos,
-                        };
-                        (cached, bytes.len())
+                        (CachedItem::written(slot), bytes.len())
                     }
                     None => {
                         let (wait, _) = store
                             .delete(t.id, &w.index_key)
                             .map_err(|e| store_error(*shard_id, e))?;
-                        let cached = CachedItem {
-                            slot: None,
-                            wait: wait.unwrap_or_default(),
-                        };
-                        (cached, 0)
+                        (CachedItem::absent(wait), 0)
                     }
                 };
                 self.cache

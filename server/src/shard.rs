@@ -115,6 +115,14 @@ impl Shard {
         Ok((Shard { id, tables, store }, report))
     }
 
+    /// `Ok` unless the store stopped (failed sync) or found corruption: then the shard
+    /// answers nothing, from the store or from its cache.
+    pub fn usable(&self) -> Result<(), ApiError> {
+        self.store
+            .check_usable()
+            .map_err(|e| store_error(self.id, e))
+    }
+
     pub fn table(&self, name: &str) -> Result<&TableState, ApiError> {
         self.tables.get(name).ok_or_else(|| table_not_found(name))
     }

@@ -862,7 +862,7 @@ impl<D: Disk + Clone> Store<D> {
         self.check_usable()?;
         let Some(old) = self.table_mut(table)?.index.get(key) else {
             let earlier = self.pending_deletes.get(&(table, Box::from(key))).copied();
-            return Ok((earlier.filter(|p| *p > self.durable_pos()), None));
+            return Ok((earlier.and_then(|p| self.until_durable(p)), None));
         };
         let loc = self.append(
             Record {
@@ -1024,12 +1024,12 @@ impl<D: Disk + Clone> Store<D> {
                     end,
                     slot,
                 };
-                Ok((Some(item), (end > self.durable_pos()).then_some(end)))
+                Ok((Some(item), self.until_durable(end)))
             }
             None if self.pending_deletes.is_empty() => Ok((None, None)),
             None => {
                 let wait = self.pending_deletes.get(&(table, Box::from(key))).copied();
-                Ok((None, wait.filter(|p| *p > self.durable_pos())))
+                Ok((None, wait.and_then(|p| self.until_durable(p))))
             }
         }
     }
@@ -1108,6 +1108,12 @@ impl<D: Disk + Clone> Store<D> {
     /// The end of the last record appended.
     pub fn appended_pos(&self) -> LogPos {
         LogPos::new(self.active, self.segments[&self.active].end)
+    }
+
+    /// `Some(pos)` while `pos` is not durable yet: what an answer revealing the record
+    /// ending there must wait for.
+    pub fn until_durable(&self, pos: LogPos) -> Option<LogPos> {
+        (pos > self.durable_pos()).then_some(pos)
     }
 
     /// Whether a write ending at `pos` can be acknowledged: `Ok(true)` yes, `Ok(false)`
