@@ -233,14 +233,7 @@ impl ShardCacheState {
             .cache
             .get_result(ResultKind::Scan, table, &self.scan_key, now)
         {
-            Lookup::Hit(CachedResult::Chunk { chunk, wait }) => Some((
-                ScanChunk {
-                    items: chunk.items.clone(),
-                    size_bytes: chunk.size_bytes,
-                    exhausted: chunk.exhausted,
-                },
-                *wait,
-            )),
+            Lookup::Hit(CachedResult::Chunk { chunk, wait }) => Some((chunk.clone(), *wait)),
             _ => None,
         }
     }
@@ -253,12 +246,10 @@ impl ShardCacheState {
             .iter()
             .map(|(k, v)| k.len() + v.len() + SCAN_ITEM_OVERHEAD_BYTES)
             .sum();
-        let copy = ScanChunk {
-            items: chunk.items.clone(),
-            size_bytes: chunk.size_bytes,
-            exhausted: chunk.exhausted,
+        let result = CachedResult::Chunk {
+            chunk: chunk.clone(),
+            wait,
         };
-        let result = CachedResult::Chunk { chunk: copy, wait };
         let key = std::mem::take(&mut self.scan_key);
         self.cache.fill_result(
             ResultKind::Scan,

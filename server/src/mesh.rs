@@ -55,7 +55,7 @@ pub struct ScanRange {
 }
 
 /// What a Scan step found.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct ScanChunk {
     /// (index key, encoded item) in index-key order.
     pub items: Vec<(Vec<u8>, Vec<u8>)>,
