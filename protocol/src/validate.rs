@@ -29,7 +29,10 @@ use std::cmp::Ordering;
 
 use crate::error::ApiError;
 use crate::keys::{self, KeyRef};
-use crate::limits::{ATTRIBUTE_NAME_MAX_BYTES, ITEM_SIZE_MAX_BYTES, NESTING_DEPTH_MAX};
+use crate::limits::{
+    ATTRIBUTE_NAME_MAX_BYTES, ITEM_SIZE_MAX_BYTES, KEY_ATTRIBUTE_NAME_MAX_BYTES, NESTING_DEPTH_MAX,
+    TABLE_NAME_MAX_LEN, TABLE_NAME_MIN_LEN,
+};
 use crate::number::{self, ArchivedNumber};
 use crate::schema::KeySchema;
 use crate::value::{ArchivedAttr, ArchivedItem, ArchivedValue};
@@ -287,6 +290,58 @@ fn check_depth(depth: usize) -> Result<(), ApiError> {
         return Err(too_deep());
     }
     Ok(())
+}
+
+/// DynamoDB's table-name rule: 3..=255 characters of `[a-zA-Z0-9_.-]`.
+pub fn validate_table_name(name: &str) -> Result<(), ApiError> {
+    let ok_len = (TABLE_NAME_MIN_LEN..=TABLE_NAME_MAX_LEN).contains(&name.len());
+    let ok_chars = name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
+    if ok_len && ok_chars {
+        Ok(())
+    } else {
+        Err(ApiError::validation(format!(
+            "1 validation error detected: Value '{}' at 'tableName' failed to satisfy constraint: Member must have length between {TABLE_NAME_MIN_LEN} and {TABLE_NAME_MAX_LEN} and match [a-zA-Z0-9_.-]+",
+            echo(name)
+        )))
+    }
+}
+
+/// A key schema's rules: key attribute names of 1..=255 bytes, partition and sort key
+/// names distinct.
+pub fn validate_key_schema(schema: &KeySchema) -> Result<(), ApiError> {
+    let names =
+        std::iter::once(&schema.partition.name).chain(schema.sort.as_ref().map(|s| &s.name));
+    for name in names {
+        if name.is_empty() || name.len() > KEY_ATTRIBUTE_NAME_MAX_BYTES {
+            return Err(ApiError::validation(format!(
+                "Key attribute names must be 1 to {KEY_ATTRIBUTE_NAME_MAX_BYTES} bytes long, got {} bytes",
+                name.len()
+            )));
+        }
+    }
+    if schema
+        .sort
+        .as_ref()
+        .is_some_and(|s| s.name == schema.partition.name)
+    {
+        return Err(ApiError::validation(
+            "Both the Hash Key and the Range Key element in the KeySchema have the same name",
+        ));
+    }
+    Ok(())
+}
+
+/// A Query or Scan `Limit`: at least 1 when given; `None` is no limit.
+pub fn page_limit(limit: Option<u32>) -> Result<usize, ApiError> {
+    match limit {
+        None => Ok(usize::MAX),
+        Some(0) => Err(ApiError::validation(
+            "1 validation error detected: Value '0' at 'limit' failed to satisfy constraint: Member must have value greater than or equal to 1",
+        )),
+        Some(l) => Ok(l as usize),
+    }
 }
 
 #[cfg(test)]
@@ -791,5 +846,17 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.message.contains("canonical"), "{}", e.message);
+    }
+
+    #[test]
+    fn table_names_follow_dynamodb_rules() {
+        assert!(validate_table_name("abc").is_ok());
+        assert!(validate_table_name("a-b_c.9").is_ok());
+        assert!(validate_table_name("ab").is_err());
+        assert!(validate_table_name(&"a".repeat(256)).is_err());
+        assert!(validate_table_name("a b c").is_err());
+        // A huge name is not echoed whole.
+        let e = validate_table_name(&"a b".repeat(100_000)).unwrap_err();
+        assert!(e.message.len() < 400, "{}", e.message.len());
     }
 }

@@ -1,0 +1,389 @@
+//! BatchGetItem and BatchWriteItem: split by owner shard, run locally and over the mesh, merged.
+
+use std::collections::HashSet;
+use std::rc::Rc;
+
+use tern_protocol::frame::{FLAG_ERROR, FLAG_FORWARDED, Opcode, parse_frame, write_frame};
+use tern_protocol::keys::{encode_index_key, extract_key, partition_hash};
+use tern_protocol::limits::{
+    BATCH_GET_KEYS_MAX, BATCH_GET_RESPONSE_MAX_BYTES, BATCH_WRITE_ITEMS_MAX,
+};
+use tern_protocol::messages::*;
+use tern_protocol::validate::{validate_item, validate_key};
+use tern_protocol::value::{ArchivedItem, access_item};
+use tern_protocol::{ApiError, ErrorCode, KeySchema};
+use tern_storage::store::LogPos;
+
+use super::{Core, Fail, OpResult, Outcome};
+use crate::cache::CachedItem;
+use crate::mesh::{Answer, Call};
+use crate::reply;
+use crate::shard::{Shard, store_error, table_not_found};
+use crate::topology::ShardId;
+
+impl Core {
+    pub(super) fn batch_get(
+        self: &Rc<Self>,
+        id: u64,
+        body: &[u8],
+        forwarded: bool,
+        out: &mut Vec<u8>,
+    ) -> OpResult {
+        let req = access::<ArchivedBatchGetItemRequest>(body)?;
+        let total: usize = req.tables.iter().map(|t| t.keys.len()).sum();
+        if total == 0 || total > BATCH_GET_KEYS_MAX {
+            return Err(ApiError::validation(format!(
+                "Too many items requested for the BatchGetItem call: {total} keys, must be between 1 and {BATCH_GET_KEYS_MAX}"
+            ))
+            .into());
+        }
+        // Per owner shard: per table, the keys it owns.
+        let mut parts: Vec<Vec<KeysAndAttributes>> = vec![Vec::new(); self.topology.shard_count()];
+        {
+            let shard = self.shard.borrow();
+            check_tables_unique(req.tables.iter().map(|t| t.table.as_str()))?;
+            for tk in req.tables.iter() {
+                let table = tk.table.as_str();
+                let t = shard.table(table)?;
+                let mut seen = HashSet::new();
+                for key_bytes in tk.keys.iter() {
+                    let key = access_item(key_bytes.as_slice())?;
+                    validate_key(key, &t.schema)?;
+                    let (owner, _) =
+                        self.route_batch_entry(table, &t.schema, key, forwarded, &mut seen)?;
+                    let entry = table_entry(
+                        &mut parts[owner as usize],
+                        table,
+                        |l: &KeysAndAttributes| &l.table,
+                        || KeysAndAttributes {
+                            table: table.to_owned(),
+                            keys: Vec::new(),
+                            consistent_read: tk.consistent_read,
+                        },
+                    );
+                    entry.keys.push(key_bytes.as_slice().to_vec());
+                }
+            }
+        }
+        let local = std::mem::take(&mut parts[self.shard_id() as usize]);
+        let (mut response, local_wait) = self.batch_get_local(&local)?;
+        if parts.iter().all(Vec::is_empty) {
+            let start = out.len();
+            reply::ok(out, Opcode::BatchGetItem, id, &encode(&response));
+            return Ok(self.when_durable(out, start, local_wait, Opcode::BatchGetItem, id));
+        }
+        let core = self.clone();
+        Ok(Outcome::Later(Box::pin(async move {
+            let result = async {
+                if let Some(pos) = local_wait {
+                    core.durable(pos).await?;
+                }
+                for (owner, tables) in parts.into_iter().enumerate() {
+                    if tables.is_empty() {
+                        continue;
+                    }
+                    let body = encode(&BatchGetItemRequest { tables });
+                    let part: BatchGetItemResponse = core
+                        .sub_request(owner as ShardId, Opcode::BatchGetItem, &body)
+                        .await?;
+                    merge_batch_get(&mut response, part);
+                }
+                Ok(encode(&response))
+            }
+            .await;
+            reply::frame_to_vec(Opcode::BatchGetItem, id, result)
+        })))
+    }
+
+    /// This shard's part of a BatchGetItem, and the position its reply must wait for.
+    pub(super) fn batch_get_local(
+        &self,
+        tables: &[KeysAndAttributes],
+    ) -> Result<(BatchGetItemResponse, Option<LogPos>), ApiError> {
+        let shard = self.shard.borrow();
+        let mut response = BatchGetItemResponse::default();
+        let mut wait: Option<LogPos> = None;
+        let mut size = 0usize;
+        for tk in tables {
+            let t = shard.table(&tk.table)?;
+            let mut items = Vec::new();
+            let mut unprocessed = Vec::new();
+            let mut key = Vec::new();
+            for key_bytes in &tk.keys {
+                if size >= BATCH_GET_RESPONSE_MAX_BYTES {
+                    unprocessed.push(key_bytes.clone());
+                    continue;
+                }
+                let ki = access_item(key_bytes).map_err(|e| ApiError::internal(e.to_string()))?;
+                let (pk, sk) = extract_key(&t.schema, ki)?;
+                key.clear();
+                encode_index_key(partition_hash(&tk.table, pk), pk, sk, &mut key);
+                let (item, item_wait) = self.read_item(&shard, t.id, &key, tk.consistent_read)?;
+                wait = wait.max(item_wait);
+                if let Some(bytes) = item {
+                    size += bytes.len();
+                    items.push(bytes.to_vec());
+                }
+            }
+            if !items.is_empty() {
+                response.responses.push(TableItems {
+                    table: tk.table.clone(),
+                    items,
+                });
+            }
+            if !unprocessed.is_empty() {
+                response.unprocessed_keys.push(KeysAndAttributes {
+                    table: tk.table.clone(),
+                    keys: unprocessed,
+                    consistent_read: tk.consistent_read,
+                });
+            }
+        }
+        Ok((response, wait))
+    }
+
+    /// One item through the cache (unless `consistent`), else the store: its bytes and
+    /// the position the answer must wait for.
+    pub(super) fn batch_write(
+        self: &Rc<Self>,
+        id: u64,
+        body: &[u8],
+        forwarded: bool,
+        out: &mut Vec<u8>,
+    ) -> OpResult {
+        let req = access::<ArchivedBatchWriteItemRequest>(body)?;
+        let total: usize = req.tables.iter().map(|t| t.requests.len()).sum();
+        if total == 0 || total > BATCH_WRITE_ITEMS_MAX {
+            return Err(ApiError::validation(format!(
+                "1 validation error detected: Value at 'requestItems' failed to satisfy constraint: Map value must have between 1 and {BATCH_WRITE_ITEMS_MAX} write requests, got {total}"
+            ))
+            .into());
+        }
+        // Validate everything before applying anything: a batch with one bad request is
+        // rejected whole, as DynamoDB does.
+        let mut parts: Vec<Vec<TableWriteRequests>> = vec![Vec::new(); self.topology.shard_count()];
+        let mut local_ops: Vec<LocalWrite> = Vec::new();
+        {
+            let shard = self.shard.borrow();
+            check_tables_unique(req.tables.iter().map(|t| t.table.as_str()))?;
+            for tw in req.tables.iter() {
+                let table = tw.table.as_str();
+                let t = shard.table(table)?;
+                let mut seen = HashSet::new();
+                for wr in tw.requests.iter() {
+                    let (bytes, put_size) = match wr {
+                        ArchivedWriteRequest::Put(b) => (b.as_slice(), true),
+                        ArchivedWriteRequest::Delete(b) => (b.as_slice(), false),
+                    };
+                    let item = access_item(bytes)?;
+                    let put_size = if put_size {
+                        Some(validate_item(item, &t.schema)?.size_bytes)
+                    } else {
+                        validate_key(item, &t.schema)?;
+                        None
+                    };
+                    let (owner, index_key) =
+                        self.route_batch_entry(table, &t.schema, item, forwarded, &mut seen)?;
+                    if self.is_me(owner) {
+                        local_ops.push(LocalWrite {
+                            table: table.to_owned(),
+                            index_key,
+                            put: put_size.map(|size| (bytes.to_vec(), size)),
+                        });
+                        continue;
+                    }
+                    let entry = table_entry(
+                        &mut parts[owner as usize],
+                        table,
+                        |l: &TableWriteRequests| &l.table,
+                        || TableWriteRequests {
+                            table: table.to_owned(),
+                            requests: Vec::new(),
+                        },
+                    );
+                    entry.requests.push(match put_size {
+                        Some(_) => WriteRequest::Put(bytes.to_vec()),
+                        None => WriteRequest::Delete(bytes.to_vec()),
+                    });
+                }
+            }
+        }
+        let mut local_wait: Option<LogPos> = None;
+        if !local_ops.is_empty() {
+            let mut shard = self.shard.borrow_mut();
+            let Shard {
+                id: shard_id,
+                tables,
+                store,
+            } = &mut *shard;
+            for w in local_ops {
+                let t = tables
+                    .get(&w.table)
+                    .ok_or_else(|| table_not_found(&w.table))?;
+                let (cached, len) = match w.put {
+                    Some((bytes, size)) => {
+                        let (slot, _) = store
+                            .put_slot(t.id, &w.index_key, &bytes, size as u32)
+                            .map_err(|e| store_error(*shard_id, e))?;
+                        (CachedItem::written(slot), bytes.len())
+                    }
+                    None => {
+                        let (wait, _) = store
+                            .delete(t.id, &w.index_key)
+                            .map_err(|e| store_error(*shard_id, e))?;
+                        (CachedItem::absent(wait), 0)
+                    }
+                };
+                self.cache
+                    .borrow_mut()
+                    .wrote(t.id, &w.index_key, cached, len);
+                local_wait = local_wait.max(Some(cached.wait).filter(|p| *p > LogPos::default()));
+            }
+            self.kick_flusher();
+            local_wait = local_wait.filter(|p| !store.is_durable(*p).unwrap_or(false));
+        }
+        if parts.iter().all(Vec::is_empty) {
+            let start = out.len();
+            reply::ok(
+                out,
+                Opcode::BatchWriteItem,
+                id,
+                &encode(&BatchWriteItemResponse::default()),
+            );
+            return Ok(self.when_durable(out, start, local_wait, Opcode::BatchWriteItem, id));
+        }
+        let core = self.clone();
+        Ok(Outcome::Later(Box::pin(async move {
+            if let Some(pos) = local_wait
+                && let Err(e) = core.durable(pos).await
+            {
+                return reply::frame_to_vec(Opcode::BatchWriteItem, id, Err(e));
+            }
+            let mut response = BatchWriteItemResponse::default();
+            for (owner, tables) in parts.into_iter().enumerate() {
+                if tables.is_empty() {
+                    continue;
+                }
+                let body = encode(&BatchWriteItemRequest {
+                    tables: tables.clone(),
+                });
+                match core
+                    .sub_request::<BatchWriteItemResponse>(
+                        owner as ShardId,
+                        Opcode::BatchWriteItem,
+                        &body,
+                    )
+                    .await
+                {
+                    Ok(part) => response.unprocessed_items.extend(part.unprocessed_items),
+                    // The owner could not be reached: its writes were not applied, so the
+                    // client gets them back to retry, as DynamoDB's UnprocessedItems.
+                    Err(_) => response.unprocessed_items.extend(tables),
+                }
+            }
+            reply::frame_to_vec(Opcode::BatchWriteItem, id, Ok(encode(&response)))
+        })))
+    }
+
+    /// Routes one item or key of a batch: its index key, which must not repeat within
+    /// its table (`seen`), and the shard owning it.
+    pub(super) fn route_batch_entry(
+        &self,
+        table: &str,
+        schema: &KeySchema,
+        item: &ArchivedItem,
+        forwarded: bool,
+        seen: &mut HashSet<Vec<u8>>,
+    ) -> Result<(ShardId, Vec<u8>), Fail> {
+        let (pk, sk) = extract_key(schema, item)?;
+        let hash = partition_hash(table, pk);
+        let mut index_key = Vec::new();
+        encode_index_key(hash, pk, sk, &mut index_key);
+        if !seen.insert(index_key.clone()) {
+            return Err(
+                ApiError::validation("Provided list of item keys contains duplicates").into(),
+            );
+        }
+        let owner = self.route(hash, forwarded)?.unwrap_or(self.shard_id());
+        Ok((owner, index_key))
+    }
+
+    /// Sends a sub-request frame to `owner` and decodes its reply.
+    pub(super) async fn sub_request<T>(
+        &self,
+        owner: ShardId,
+        opcode: Opcode,
+        body: &[u8],
+    ) -> Result<T, ApiError>
+    where
+        T: rkyv::Archive,
+        T::Archived: for<'a> rkyv::bytecheck::CheckBytes<
+                rkyv::api::high::HighValidator<'a, rkyv::rancor::Error>,
+            > + rkyv::Deserialize<T, rkyv::api::high::HighDeserializer<rkyv::rancor::Error>>,
+    {
+        let mut frame = Vec::new();
+        write_frame(&mut frame, opcode, FLAG_FORWARDED, 0, owner, &[body]);
+        let reply = match self.mesh.call(owner, Call::Frame(frame)).await? {
+            Answer::Frame(reply) => reply,
+            other => return Err(ApiError::internal(format!("unexpected answer {other:?}"))),
+        };
+        let (frame, _) = parse_frame(&reply)
+            .ok()
+            .flatten()
+            .ok_or_else(|| ApiError::internal("a shard answered with a corrupt frame"))?;
+        if frame.header.flags & FLAG_ERROR != 0 {
+            let e = decode::<ErrorResponse>(frame.body)
+                .map_err(|e| ApiError::internal(e.to_string()))?;
+            return Err(ApiError::new(
+                ErrorCode::from_u16(e.code).unwrap_or(ErrorCode::InternalServerError),
+                e.message,
+            ));
+        }
+        decode::<T>(frame.body).map_err(|e| ApiError::internal(e.to_string()))
+    }
+}
+
+/// Fails when a table appears twice in a batch's RequestItems.
+fn check_tables_unique<'a>(names: impl Iterator<Item = &'a str>) -> Result<(), ApiError> {
+    let mut seen = HashSet::new();
+    for name in names {
+        if !seen.insert(name) {
+            return Err(ApiError::validation(format!(
+                "Table {name} appears twice in RequestItems"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The entry for `table` at the end of a per-owner list, appended when the list ends
+/// with another table's entry (batches are grouped table by table).
+fn table_entry<'a, T>(
+    list: &'a mut Vec<T>,
+    table: &str,
+    name_of: impl Fn(&T) -> &str,
+    new: impl FnOnce() -> T,
+) -> &'a mut T {
+    if list.last().is_none_or(|l| name_of(l) != table) {
+        list.push(new());
+    }
+    list.last_mut().expect("an entry was just ensured")
+}
+
+/// A validated write of a BatchWriteItem that this shard owns.
+struct LocalWrite {
+    table: String,
+    index_key: Vec<u8>,
+    /// The encoded item and its DynamoDB size, or None for a delete.
+    put: Option<(Vec<u8>, usize)>,
+}
+
+fn merge_batch_get(into: &mut BatchGetItemResponse, part: BatchGetItemResponse) {
+    for ti in part.responses {
+        match into.responses.iter_mut().find(|r| r.table == ti.table) {
+            Some(r) => r.items.extend(ti.items),
+            None => into.responses.push(ti),
+        }
+    }
+    into.unprocessed_keys.extend(part.unprocessed_keys);
+}

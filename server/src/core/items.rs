@@ -1,0 +1,196 @@
+//! Single items: PutItem, GetItem, DeleteItem, and the one read path through the cache.
+
+use std::rc::Rc;
+
+use tern_protocol::ApiError;
+use tern_protocol::frame::Opcode;
+use tern_protocol::messages::*;
+use tern_protocol::validate::{validate_item, validate_key};
+use tern_protocol::value::access_item;
+use tern_storage::store::LogPos;
+
+use super::{Core, OpResult, Outcome, WriteAck};
+use crate::cache::CachedItem;
+use crate::reply;
+use crate::shard::{Shard, store_error, table_not_found};
+
+impl Core {
+    pub(super) fn put_item(
+        self: &Rc<Self>,
+        id: u64,
+        body: &[u8],
+        forwarded: bool,
+        out: &mut Vec<u8>,
+    ) -> OpResult {
+        let req = access::<ArchivedPutItemRequest>(body)?;
+        let table = req.table.as_str();
+        let item_bytes = req.item.as_slice();
+        let item = access_item(item_bytes)?;
+        let mut shard = self.shard.borrow_mut();
+        let Shard {
+            id: shard_id,
+            tables,
+            store,
+        } = &mut *shard;
+        let t = tables.get(table).ok_or_else(|| table_not_found(table))?;
+        let info = validate_item(item, &t.schema)?;
+        let (pk, sk) = (info.partition_key, info.sort_key);
+        let key = match self.owned_key(table, pk, sk, forwarded)? {
+            Ok(key) => key,
+            Err(owner) => return Ok(Outcome::Forward(owner)),
+        };
+        let (slot, old) = store
+            .put_slot(t.id, &key, item_bytes, info.size_bytes as u32)
+            .map_err(|e| store_error(*shard_id, e))?;
+        let cached = CachedItem::written(slot);
+        self.cache
+            .borrow_mut()
+            .wrote(t.id, &key, cached, item_bytes.len());
+        let pos = cached.wait;
+        let ack = WriteAck {
+            opcode: Opcode::PutItem,
+            id,
+            return_values: req.return_values,
+        };
+        Ok(self.acknowledge(out, store, ack, Some(pos), old))
+    }
+
+    /// Replies to a single-item write that appended (or waits on) the record ending at
+    /// `pos`: the reply (with the replaced item for ALL_OLD) goes once `pos` is durable.
+    pub(super) fn acknowledge(
+        self: &Rc<Self>,
+        out: &mut Vec<u8>,
+        store: &tern_storage::store::Store<tern_storage::glommio_disk::GlommioDisk>,
+        ack: WriteAck,
+        pos: Option<LogPos>,
+        old: Option<tern_storage::index::Slot>,
+    ) -> Outcome {
+        self.kick_flusher();
+        let start = out.len();
+        let old = old.map(|slot| store.item_at(slot));
+        self.write_reply(out, ack.opcode, ack.id, ack.return_values, old);
+        let wait = pos.filter(|p| !store.is_durable(*p).unwrap_or(false));
+        self.when_durable(out, start, wait, ack.opcode, ack.id)
+    }
+
+    pub(super) fn write_reply(
+        &self,
+        out: &mut Vec<u8>,
+        opcode: Opcode,
+        id: u64,
+        return_values: ArchivedReturnValues,
+        old: Option<&[u8]>,
+    ) {
+        match (return_values, old) {
+            (ArchivedReturnValues::AllOld, Some(old)) => {
+                let resp = WriteItemResponse {
+                    attributes: Some(old.to_vec()),
+                };
+                reply::ok(out, opcode, id, &encode(&resp));
+            }
+            _ => reply::ok(out, opcode, id, &self.empty_write_response),
+        }
+    }
+
+    /// The hot read path: no allocation, no decode of the stored item (unless the item
+    /// is not durable yet, and the reply must wait).
+    pub(super) fn get_item(
+        self: &Rc<Self>,
+        id: u64,
+        body: &[u8],
+        forwarded: bool,
+        out: &mut Vec<u8>,
+    ) -> OpResult {
+        let req = access::<ArchivedGetItemRequest>(body)?;
+        let table = req.table.as_str();
+        let key_item = access_item(req.key.as_slice())?;
+        let shard = self.shard.borrow();
+        let t = shard.table(table)?;
+        let (pk, sk) = validate_key(key_item, &t.schema)?;
+        let key = match self.owned_key(table, pk, sk, forwarded)? {
+            Ok(key) => key,
+            Err(owner) => return Ok(Outcome::Forward(owner)),
+        };
+        let (item, wait) = self.read_item(&shard, t.id, &key, req.consistent_read)?;
+        let start = out.len();
+        reply::item(out, id, item);
+        Ok(self.when_durable(out, start, wait, Opcode::GetItem, id))
+    }
+
+    pub(super) fn delete_item(
+        self: &Rc<Self>,
+        id: u64,
+        body: &[u8],
+        forwarded: bool,
+        out: &mut Vec<u8>,
+    ) -> OpResult {
+        let req = access::<ArchivedDeleteItemRequest>(body)?;
+        let table = req.table.as_str();
+        let key_item = access_item(req.key.as_slice())?;
+        let mut shard = self.shard.borrow_mut();
+        let Shard {
+            id: shard_id,
+            tables,
+            store,
+        } = &mut *shard;
+        let t = tables.get(table).ok_or_else(|| table_not_found(table))?;
+        let (pk, sk) = validate_key(key_item, &t.schema)?;
+        let key = match self.owned_key(table, pk, sk, forwarded)? {
+            Ok(key) => key,
+            Err(owner) => return Ok(Outcome::Forward(owner)),
+        };
+        let (wait, old) = store
+            .delete(t.id, &key)
+            .map_err(|e| store_error(*shard_id, e))?;
+        self.cache
+            .borrow_mut()
+            .wrote(t.id, &key, CachedItem::absent(wait), 0);
+        let ack = WriteAck {
+            opcode: Opcode::DeleteItem,
+            id,
+            return_values: req.return_values,
+        };
+        Ok(self.acknowledge(out, store, ack, wait, old))
+    }
+
+    pub(super) fn read_item<'s>(
+        &self,
+        shard: &'s Shard,
+        table: u32,
+        key: &'s [u8],
+        consistent: bool,
+    ) -> Result<(Option<&'s [u8]>, Option<LogPos>), ApiError> {
+        let store = &shard.store;
+        shard.usable()?;
+        if consistent {
+            let (item, wait) = store
+                .get(table, key)
+                .map_err(|e| store_error(shard.id, e))?;
+            return Ok((item.map(|i| i.bytes), wait));
+        }
+        let mut cache = self.cache.borrow_mut();
+        if let Some(hit) = cache.get_item(table, key) {
+            let bytes = match hit.slot {
+                None => Some(None),
+                Some(slot) => store.try_item_at(slot).map(Some),
+            };
+            if let Some(bytes) = bytes {
+                return Ok((bytes, store.until_durable(hit.wait)));
+            }
+        }
+        let (item, wait) = store
+            .get(table, key)
+            .map_err(|e| store_error(shard.id, e))?;
+        let cached = match &item {
+            Some(i) => CachedItem::written(i.slot),
+            None => CachedItem::absent(wait),
+        };
+        cache.fill_item(
+            table,
+            key,
+            cached,
+            item.as_ref().map_or(0, |i| i.bytes.len()),
+        );
+        Ok((item.map(|i| i.bytes), wait))
+    }
+}

@@ -1,0 +1,223 @@
+//! Hello, DDL (serialized on shard 0, applied on every shard), DescribeTable, ListTables, Stats.
+
+use std::rc::Rc;
+
+use tern_protocol::ApiError;
+use tern_protocol::frame::Opcode;
+use tern_protocol::limits::LIST_TABLES_LIMIT_MAX;
+use tern_protocol::messages::*;
+use tern_protocol::validate::{validate_key_schema, validate_table_name};
+
+use super::{Core, OpResult, Outcome, now_ms};
+use crate::mesh::{Answer, Call};
+use crate::reply;
+use crate::topology::ShardId;
+
+impl Core {
+    pub(super) fn hello(&self, id: u64, body: &[u8], out: &mut Vec<u8>) -> OpResult {
+        access::<ArchivedHelloRequest>(body)?;
+        reply::ok(out, Opcode::Hello, id, &encode(&self.topology.hello()));
+        Ok(Outcome::Done)
+    }
+
+    pub(super) fn create_table(self: &Rc<Self>, id: u64, body: &[u8]) -> OpResult {
+        let req = decode::<CreateTableRequest>(body)?;
+        validate_table_name(&req.name)?;
+        validate_key_schema(&req.key_schema)?;
+        if !self.is_me(0) {
+            return Ok(Outcome::Forward(0));
+        }
+        let core = self.clone();
+        Ok(Outcome::Later(Box::pin(async move {
+            let result = core.create_table_everywhere(req).await;
+            reply::frame_to_vec(Opcode::CreateTable, id, result)
+        })))
+    }
+
+    pub(super) async fn create_table_everywhere(
+        &self,
+        req: CreateTableRequest,
+    ) -> Result<Vec<u8>, ApiError> {
+        let _permit = self
+            .ddl_lock
+            .acquire_permit(1)
+            .await
+            .map_err(|e| ApiError::internal(format!("DDL lock: {e}")))?;
+        let created = now_ms();
+        let logged = self.create_table_here(&req.name, req.key_schema.clone(), created);
+        self.logged_durable(logged).await?;
+        for shard in 0..self.topology.shard_count() as ShardId {
+            if self.is_me(shard) {
+                continue;
+            }
+            let call = Call::CreateTable {
+                name: req.name.clone(),
+                schema: req.key_schema.clone(),
+                creation_time_ms: created,
+            };
+            expect_done(self.mesh.call(shard, call).await)?;
+        }
+        let table = self
+            .shard
+            .borrow()
+            .describe(&req.name, TableStatus::Creating, 0, 0)?;
+        Ok(encode(&TableResponse { table }))
+    }
+
+    pub(super) fn delete_table(self: &Rc<Self>, id: u64, body: &[u8]) -> OpResult {
+        let req = decode::<TableRequest>(body)?;
+        if !self.is_me(0) {
+            return Ok(Outcome::Forward(0));
+        }
+        let core = self.clone();
+        Ok(Outcome::Later(Box::pin(async move {
+            let result = core.delete_table_everywhere(req.name).await;
+            reply::frame_to_vec(Opcode::DeleteTable, id, result)
+        })))
+    }
+
+    pub(super) async fn delete_table_everywhere(&self, name: String) -> Result<Vec<u8>, ApiError> {
+        let _permit = self
+            .ddl_lock
+            .acquire_permit(1)
+            .await
+            .map_err(|e| ApiError::internal(format!("DDL lock: {e}")))?;
+        let (items, bytes) = self.table_totals(&name).await?;
+        let table = self
+            .shard
+            .borrow()
+            .describe(&name, TableStatus::Deleting, items, bytes)?;
+        let logged = self.delete_table_here(&name);
+        self.logged_durable(logged).await?;
+        for shard in 0..self.topology.shard_count() as ShardId {
+            if !self.is_me(shard) {
+                expect_done(self.mesh.call(shard, Call::DeleteTable(name.clone())).await)?;
+            }
+        }
+        Ok(encode(&TableResponse { table }))
+    }
+
+    /// (items, bytes) of a table summed over all shards.
+    pub(super) async fn table_totals(&self, name: &str) -> Result<(u64, u64), ApiError> {
+        let (mut items, mut bytes) = self.shard.borrow().table_stats(name)?;
+        for shard in 0..self.topology.shard_count() as ShardId {
+            if self.is_me(shard) {
+                continue;
+            }
+            match self
+                .mesh
+                .call(shard, Call::TableStats(name.to_owned()))
+                .await?
+            {
+                Answer::Stats(r) => {
+                    let (i, b) = r?;
+                    items += i;
+                    bytes += b;
+                }
+                other => return Err(ApiError::internal(format!("unexpected answer {other:?}"))),
+            }
+        }
+        Ok((items, bytes))
+    }
+
+    pub(super) fn describe_table(self: &Rc<Self>, id: u64, body: &[u8]) -> OpResult {
+        let req = decode::<TableRequest>(body)?;
+        self.shard.borrow().table(&req.name)?;
+        let core = self.clone();
+        Ok(Outcome::Later(Box::pin(async move {
+            let result = async {
+                let (items, bytes) = core.table_totals(&req.name).await?;
+                let table =
+                    core.shard
+                        .borrow()
+                        .describe(&req.name, TableStatus::Active, items, bytes)?;
+                Ok(encode(&TableResponse { table }))
+            }
+            .await;
+            reply::frame_to_vec(Opcode::DescribeTable, id, result)
+        })))
+    }
+
+    /// This shard's counters (log, index, cache).
+    pub(super) fn shard_stats(&self) -> ShardStats {
+        let mut stats = self.shard.borrow().stats();
+        stats.counters.extend(self.cache.borrow().counters());
+        stats
+    }
+
+    /// Counters of every shard (or one), gathered over the mesh.
+    pub(super) fn stats(self: &Rc<Self>, id: u64, body: &[u8]) -> OpResult {
+        let req = decode::<StatsRequest>(body)?;
+        let count = self.topology.shard_count() as ShardId;
+        let shards: Vec<ShardId> = match req.shard {
+            None => (0..count).collect(),
+            Some(s) if s < count => vec![s],
+            Some(s) => {
+                return Err(ApiError::validation(format!(
+                    "shard {s} does not exist: this node has {count}"
+                ))
+                .into());
+            }
+        };
+        let core = self.clone();
+        Ok(Outcome::Later(Box::pin(async move {
+            let result = async {
+                let mut resp = StatsResponse::default();
+                for shard in shards {
+                    if core.is_me(shard) {
+                        resp.shards.push(core.shard_stats());
+                        continue;
+                    }
+                    match core.mesh.call(shard, Call::Stats).await? {
+                        Answer::Counters(s) => resp.shards.push(s),
+                        other => {
+                            return Err(ApiError::internal(format!("unexpected answer {other:?}")));
+                        }
+                    }
+                }
+                Ok(encode(&resp))
+            }
+            .await;
+            reply::frame_to_vec(Opcode::Stats, id, result)
+        })))
+    }
+
+    pub(super) fn list_tables(&self, id: u64, body: &[u8], out: &mut Vec<u8>) -> OpResult {
+        let req = access::<ArchivedListTablesRequest>(body)?;
+        let limit = match req.limit.as_ref().map(|l| l.to_native() as usize) {
+            None => LIST_TABLES_LIMIT_MAX,
+            Some(l) if (1..=LIST_TABLES_LIMIT_MAX).contains(&l) => l,
+            Some(l) => {
+                return Err(ApiError::validation(format!(
+                    "1 validation error detected: Value '{l}' at 'limit' failed to satisfy constraint: Member must have value between 1 and {LIST_TABLES_LIMIT_MAX}"
+                ))
+                .into());
+            }
+        };
+        let shard = self.shard.borrow();
+        let names = shard.table_names();
+        let start = req.exclusive_start_table_name.as_ref().map(|s| s.as_str());
+        let mut page: Vec<String> = names
+            .iter()
+            .filter(|n| start.is_none_or(|s| **n > s))
+            .take(limit + 1)
+            .map(|s| s.to_string())
+            .collect();
+        let more = page.len() > limit;
+        page.truncate(limit);
+        let last = if more { page.last().cloned() } else { None };
+        let resp = ListTablesResponse {
+            table_names: page,
+            last_evaluated_table_name: last,
+        };
+        reply::ok(out, Opcode::ListTables, id, &encode(&resp));
+        Ok(Outcome::Done)
+    }
+}
+
+fn expect_done(answer: Result<Answer, ApiError>) -> Result<(), ApiError> {
+    match answer? {
+        Answer::Done(r) => r,
+        other => Err(ApiError::internal(format!("unexpected answer {other:?}"))),
+    }
+}
