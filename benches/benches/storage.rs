@@ -71,7 +71,12 @@ fn bench_store(c: &mut Criterion) {
                 let items = store
                     .range(t, Bound::Included(start), Bound::Unbounded)
                     .expect("range");
-                black_box(items.take(100).map(|i| i.bytes.len()).sum::<usize>())
+                black_box(
+                    items
+                        .take(100)
+                        .map(|i| i.map_or(0, |i| i.bytes.len()))
+                        .sum::<usize>(),
+                )
             })
         });
         g.finish();

@@ -23,6 +23,7 @@ pub use connection::{Connection, RawReply};
 pub use error::{Error, Result};
 use tern_protocol::frame::{FLAG_FOUND, NO_SHARD_HINT, Opcode, write_frame};
 use tern_protocol::keys::{KeyRef, partition_hash, partition_of};
+use tern_protocol::limits::FRAME_BODY_MAX_BYTES;
 pub use tern_protocol::messages::{
     BatchGetItemRequest, BatchGetItemResponse, BatchWriteItemRequest, BatchWriteItemResponse,
     Counter, HelloResponse, KeysAndAttributes, ListTablesRequest, ListTablesResponse, PageResponse,
@@ -227,7 +228,7 @@ impl Client {
 
     fn call_once(&mut self, shard: Option<u32>, opcode: Opcode, body: &[u8]) -> Result<RawReply> {
         let id = self.next_id();
-        let frame = request_frame(opcode, id, shard, body);
+        let frame = request_frame(opcode, id, shard, body)?;
         let result = (|| {
             let conn = self.connection(shard)?;
             conn.send(&frame)?;
@@ -431,12 +432,13 @@ impl Client {
 /// are not retried here.
 pub struct Pipeline<'c> {
     client: &'c mut Client,
-    /// (shard, request id, frame bytes)
-    ops: Vec<(Option<u32>, u64, Vec<u8>)>,
+    /// (shard, request id, frame bytes or why the request cannot be sent)
+    ops: Vec<(Option<u32>, u64, Result<Vec<u8>>)>,
 }
 
 impl Pipeline<'_> {
-    /// Queues a request; returns its index in the results.
+    /// Queues a request; returns its index in the results (a request too large to send
+    /// gets its error there).
     pub fn push(&mut self, shard: Option<u32>, opcode: Opcode, body: &[u8]) -> usize {
         let id = self.client.next_id();
         let frame = request_frame(opcode, id, shard, body);
@@ -481,7 +483,14 @@ impl Pipeline<'_> {
         let mut results: Vec<Option<Result<RawReply>>> = (0..ops.len()).map(|_| None).collect();
         // Group by connection, keeping each group's order.
         let mut groups: Vec<(Option<u32>, Vec<usize>)> = Vec::new();
-        for (i, (shard, _, _)) in ops.iter().enumerate() {
+        let mut ops = ops;
+        for (i, (shard, _, frame)) in ops.iter_mut().enumerate() {
+            if frame.is_err() {
+                // Never sent: its error is its result.
+                let e = std::mem::replace(frame, Ok(Vec::new()));
+                results[i] = e.err().map(Err);
+                continue;
+            }
             match groups.iter_mut().find(|(s, _)| s == shard) {
                 Some((_, list)) => list.push(i),
                 None => groups.push((*shard, vec![i])),
@@ -492,7 +501,9 @@ impl Pipeline<'_> {
                 let mut bytes = Vec::new();
                 let mut by_id = HashMap::with_capacity(chunk.len());
                 for &i in chunk {
-                    bytes.extend_from_slice(&ops[i].2);
+                    if let Ok(frame) = &ops[i].2 {
+                        bytes.extend_from_slice(frame);
+                    }
                     by_id.insert(ops[i].1, i);
                 }
                 let conn = client.connection(shard)?;
@@ -523,8 +534,19 @@ impl Pipeline<'_> {
     }
 }
 
-/// One request frame; `shard` is the owner hint, if known.
-fn request_frame(opcode: Opcode, id: u64, shard: Option<u32>, body: &[u8]) -> Vec<u8> {
+/// One request frame; `shard` is the owner hint, if known. A body over the protocol's
+/// frame limit is refused here: the server would have to close the connection.
+fn request_frame(opcode: Opcode, id: u64, shard: Option<u32>, body: &[u8]) -> Result<Vec<u8>> {
+    if body.len() > FRAME_BODY_MAX_BYTES {
+        return Err(Error::Api {
+            code: ErrorCode::ValidationException,
+            message: format!(
+                "the {} request is {} bytes long, over the protocol's frame limit of {FRAME_BODY_MAX_BYTES}",
+                opcode.name(),
+                body.len()
+            ),
+        });
+    }
     let mut frame = Vec::with_capacity(32 + body.len());
     write_frame(
         &mut frame,
@@ -534,7 +556,7 @@ fn request_frame(opcode: Opcode, id: u64, shard: Option<u32>, body: &[u8]) -> Ve
         shard.unwrap_or(NO_SHARD_HINT),
         &[body],
     );
-    frame
+    Ok(frame)
 }
 
 /// The item of a GetItem reply, if found.

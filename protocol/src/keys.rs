@@ -42,6 +42,14 @@ const _: () = assert!(PARTITION_COUNT.is_power_of_two());
 /// Bits of the hash that pick the partition.
 const PARTITION_BITS: u32 = PARTITION_COUNT.trailing_zeros();
 const _: () = assert!(PARTITION_BITS <= 32);
+// N keys: their canonical text (partition key bytes) and ordered form (sort key bytes)
+// are within the S/B key bounds, so INDEX_KEY_MAX_BYTES covers every key type.
+const _: () = assert!(number::TEXT_MAX_BYTES <= PARTITION_KEY_MAX_BYTES);
+const _: () = assert!(number::ORDERED_MAX_BYTES <= SORT_KEY_MAX_BYTES);
+const _: () = assert!(
+    INDEX_KEY_HEADER_BYTES + PARTITION_KEY_MAX_BYTES + SORT_KEY_MAX_BYTES
+        == crate::limits::INDEX_KEY_MAX_BYTES
+);
 // The pk length is written as a u16.
 const _: () = assert!(PARTITION_KEY_MAX_BYTES <= u16::MAX as usize);
 /// Bytes of an index key before the partition key bytes.

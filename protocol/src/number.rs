@@ -49,6 +49,13 @@ use crate::limits::{NUMBER_DIGITS_MAX, NUMBER_EXPONENT_MAX, NUMBER_EXPONENT_MIN}
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Number(String);
 
+/// Longest canonical text: a negative number whose last significant digit is at 10^-130
+/// (`-0.` then 130 fractional digits); the longest integer form (126 digits) is shorter.
+pub const TEXT_MAX_BYTES: usize = 3 + NUMBER_EXPONENT_MIN.unsigned_abs() as usize;
+/// Longest ordered encoding: tag, u16 exponent, one byte per significant digit, end byte.
+pub const ORDERED_MAX_BYTES: usize = 1 + 2 + NUMBER_DIGITS_MAX + 1;
+const _: () = assert!(TEXT_MAX_BYTES >= 2 + NUMBER_EXPONENT_MAX as usize);
+
 /// Leading byte of the ordered encoding of a negative number.
 pub const ORDERED_NEGATIVE: u8 = 0x01;
 /// The whole ordered encoding of zero.
@@ -825,5 +832,18 @@ mod tests {
         assert_eq!(cmp_canonical("abc", "abd"), Ordering::Less);
         assert_eq!(cmp_canonical("1.0", "1"), Ordering::Greater);
         assert_eq!(significant_digits("abc"), 0);
+    }
+
+    #[test]
+    fn the_longest_numbers_meet_the_published_maxima() {
+        let tiny = format!("-1.{}E-93", "1".repeat(37));
+        let n = Number::parse(&tiny).unwrap();
+        assert_eq!(n.as_str().len(), TEXT_MAX_BYTES, "{}", n.as_str());
+        let huge = format!("-9.{}E+125", "9".repeat(37));
+        let n = Number::parse(&huge).unwrap();
+        assert!(n.as_str().len() < TEXT_MAX_BYTES);
+        let mut out = Vec::new();
+        encode_ordered(n.as_str(), &mut out);
+        assert_eq!(out.len(), ORDERED_MAX_BYTES);
     }
 }

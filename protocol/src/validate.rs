@@ -30,7 +30,8 @@ use std::cmp::Ordering;
 use crate::error::ApiError;
 use crate::keys::{self, KeyRef};
 use crate::limits::{
-    ATTRIBUTE_NAME_MAX_BYTES, ITEM_SIZE_MAX_BYTES, KEY_ATTRIBUTE_NAME_MAX_BYTES, NESTING_DEPTH_MAX,
+    ATTRIBUTE_NAME_MAX_BYTES, ITEM_ENCODED_MAX_BYTES, ITEM_SIZE_MAX_BYTES,
+    KEY_ATTRIBUTE_NAME_MAX_BYTES, KEY_ITEM_ENCODED_MAX_BYTES, NESTING_DEPTH_MAX,
     TABLE_NAME_MAX_LEN, TABLE_NAME_MIN_LEN,
 };
 use crate::number::{self, ArchivedNumber};
@@ -329,6 +330,31 @@ pub fn validate_key_schema(schema: &KeySchema) -> Result<(), ApiError> {
         return Err(ApiError::validation(
             "Both the Hash Key and the Range Key element in the KeySchema have the same name",
         ));
+    }
+    Ok(())
+}
+
+/// An encoded item is at most `ITEM_ENCODED_MAX_BYTES` long (tern's bound on the
+/// encoding, beside DynamoDB's 400 KB on its size: see `limits`).
+pub fn check_item_bytes(len: usize) -> Result<(), ApiError> {
+    if len > ITEM_ENCODED_MAX_BYTES {
+        return Err(ApiError::validation(format!(
+            "Item size has exceeded the maximum allowed size: its encoding is {len} bytes, the \
+             most tern stores is {ITEM_ENCODED_MAX_BYTES} (an item of very many small \
+             attributes encodes much larger than its DynamoDB size)"
+        )));
+    }
+    Ok(())
+}
+
+/// An encoded key is at most `KEY_ITEM_ENCODED_MAX_BYTES` long: two attributes within
+/// the key limits never need more, so a longer blob carries bytes no key has.
+pub fn check_key_bytes(len: usize) -> Result<(), ApiError> {
+    if len > KEY_ITEM_ENCODED_MAX_BYTES {
+        return Err(ApiError::validation(format!(
+            "One or more parameter values were invalid: an encoded key of {len} bytes is \
+             longer than any valid key ({KEY_ITEM_ENCODED_MAX_BYTES})"
+        )));
     }
     Ok(())
 }
@@ -858,5 +884,57 @@ mod tests {
         // A huge name is not echoed whole.
         let e = validate_table_name(&"a b".repeat(100_000)).unwrap_err();
         assert!(e.message.len() < 400, "{}", e.message.len());
+    }
+
+    #[test]
+    fn the_longest_keys_encode_within_the_key_bound() {
+        let long_name = |c: char| c.to_string().repeat(KEY_ATTRIBUTE_NAME_MAX_BYTES);
+        let values = [
+            (
+                Value::S("p".repeat(PARTITION_KEY_MAX_BYTES)),
+                Value::S("s".repeat(SORT_KEY_MAX_BYTES)),
+            ),
+            (
+                Value::B(vec![7; PARTITION_KEY_MAX_BYTES]),
+                Value::B(vec![8; SORT_KEY_MAX_BYTES]),
+            ),
+            (
+                Value::N(Number::parse(&format!("-1.{}E-93", "1".repeat(37))).unwrap()),
+                Value::N(Number::parse(&format!("-9.{}E+125", "9".repeat(37))).unwrap()),
+            ),
+        ];
+        for (pk, sk) in values {
+            let key = Item::from_attrs([(long_name('a'), pk), (long_name('b'), sk)]).encode();
+            assert!(
+                key.len() <= KEY_ITEM_ENCODED_MAX_BYTES,
+                "{} > {KEY_ITEM_ENCODED_MAX_BYTES}",
+                key.len()
+            );
+            check_key_bytes(key.len()).unwrap();
+        }
+        let e = check_key_bytes(KEY_ITEM_ENCODED_MAX_BYTES + 1).unwrap_err();
+        assert_eq!(e.code, ErrorCode::ValidationException);
+    }
+
+    #[test]
+    fn the_encoded_item_bound_admits_ordinary_items_and_refuses_pathological_ones() {
+        // 400 KB of DynamoDB size in 40-byte attributes: well inside the encoded bound.
+        let attrs = (0..10_000).map(|i| (format!("attr{i:06}"), Value::S("x".repeat(30))));
+        let ordinary = Item::from_attrs(attrs).encode();
+        check_item_bytes(ordinary.len()).unwrap();
+        // A list of small numbers (3 DynamoDB bytes, 9 encoded, each): also inside.
+        let numbers = Value::L(
+            (0..130_000)
+                .map(|i| Value::N(((i % 9) as i64).into()))
+                .collect(),
+        );
+        let list = Item::from_attrs([("l".to_owned(), numbers)]).encode();
+        check_item_bytes(list.len()).unwrap();
+        // 250 k one-byte names with empty values: 250 KB to DynamoDB, 17 bytes each here.
+        let tiny = (0..250_000).map(|i| (format!("{i}"), Value::S(String::new())));
+        let pathological = Item::from_attrs(tiny).encode();
+        let e = check_item_bytes(pathological.len()).unwrap_err();
+        assert_eq!(e.code, ErrorCode::ValidationException);
+        assert!(e.message.contains("encoding"), "{}", e.message);
     }
 }

@@ -280,8 +280,8 @@ impl ShardCacheState {
 /// headers of its `(key, item)` pair and the allocator's header of each heap block.
 const SCAN_ITEM_OVERHEAD_BYTES: usize = 2 * std::mem::size_of::<Vec<u8>>() + 2 * 16;
 
-/// The canonical bytes of a Scan step: bounds, limit and byte budget (the table is part
-/// of the cache's own key).
+/// The canonical bytes of a Scan step: bounds and budget (the table is part of the
+/// cache's own key).
 fn scan_key(range: &ScanRange, out: &mut Vec<u8>) {
     out.clear();
     for bound in [&range.lower, &range.upper] {
@@ -294,21 +294,27 @@ fn scan_key(range: &ScanRange, out: &mut Vec<u8>) {
         out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
         out.extend_from_slice(bytes);
     }
-    out.extend_from_slice(&(range.limit as u64).to_le_bytes());
-    out.extend_from_slice(&(range.budget_bytes as u64).to_le_bytes());
+    let b = range.budget;
+    for n in [b.items, b.size_bytes, b.encoded_bytes] {
+        out.extend_from_slice(&(n as u64).to_le_bytes());
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::page::PageBudget;
 
     fn range(lower: Bound<Vec<u8>>, upper: Bound<Vec<u8>>, limit: usize) -> ScanRange {
         ScanRange {
             table: "t".into(),
             lower,
             upper,
-            limit,
-            budget_bytes: 1 << 20,
+            budget: PageBudget {
+                items: limit,
+                size_bytes: 1 << 20,
+                encoded_bytes: 1 << 24,
+            },
             consistent: false,
         }
     }
@@ -322,6 +328,13 @@ mod tests {
             range(Bound::Unbounded, Bound::Included(vec![1]), 10),
             range(Bound::Included(vec![1, 2]), Bound::Unbounded, 10),
             range(Bound::Included(vec![]), Bound::Unbounded, 10),
+            ScanRange {
+                budget: PageBudget {
+                    encoded_bytes: 1 << 23,
+                    ..range(Bound::Included(vec![1]), Bound::Unbounded, 10).budget
+                },
+                ..range(Bound::Included(vec![1]), Bound::Unbounded, 10)
+            },
         ];
         let keys: Vec<Vec<u8>> = cases
             .iter()

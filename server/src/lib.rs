@@ -8,13 +8,17 @@
 //! * `mesh`: cross-core calls over glommio's channel mesh.
 //! * `cache`: the shard's item and query cache (tern-cache) and its settings.
 //! * `shard`: a shard's tables. `topology`: shards, ports, partition map.
+//! * `page`: when a Query or Scan page is full.
 //! * `reply`: building reply frames.
+//! * `limits`: the server's bounds, and the compile-time contract between the crates'.
 
 pub mod cache;
 pub mod core;
+pub mod limits;
 pub mod mesh;
 pub mod net;
 pub mod node;
+pub mod page;
 pub mod reply;
 pub mod service;
 pub mod shard;

@@ -6,8 +6,10 @@ use std::path::PathBuf;
 use clap::{Parser, ValueEnum};
 use tern_cache::{Policy, Ttls};
 use tern_server::cache::{CacheSettings, default_cache_bytes};
+use tern_server::limits::SEGMENT_SIZE_MIN_BYTES;
 use tern_server::net::NetMode;
 use tern_server::node::{Node, NodeConfig, StorageConfig, layout_shards};
+use tern_storage::limits::SEGMENT_SIZE_MAX;
 use tern_storage::store::{Durability, StoreConfig};
 
 /// tern server: a DynamoDB-style database with a built-in cache, one shard per core.
@@ -86,6 +88,10 @@ struct Args {
     /// Fault injection for tests: every shard's fdatasync fails with EIO after this many.
     #[arg(long, hide = true)]
     inject_sync_failure_after: Option<u64>,
+    /// For tests: refuse new keys once a table's index on a shard holds this many key
+    /// bytes (the real bound is ~3.75 GiB, too much to reach in a test).
+    #[arg(long, hide = true)]
+    index_key_bytes_max: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -154,6 +160,14 @@ fn main() -> anyhow::Result<()> {
     if !(0.0..=1.0).contains(&args.compact_dead_ratio) {
         anyhow::bail!("--compact-dead-ratio must be between 0 and 1");
     }
+    let segment_size = args.segment_size_mib.saturating_mul(1 << 20);
+    if !(SEGMENT_SIZE_MIN_BYTES..=SEGMENT_SIZE_MAX).contains(&segment_size) {
+        anyhow::bail!(
+            "--segment-size-mib must be between {} (one log record of the largest item must fit) and {}",
+            SEGMENT_SIZE_MIN_BYTES.div_ceil(1 << 20),
+            SEGMENT_SIZE_MAX >> 20
+        );
+    }
     let config = NodeConfig {
         host: args.host,
         port: args.port,
@@ -165,13 +179,16 @@ fn main() -> anyhow::Result<()> {
         storage: StorageConfig {
             data_dir: args.data_dir.clone(),
             store: StoreConfig {
-                segment_size: args.segment_size_mib << 20,
+                segment_size,
                 durability: match args.durability {
                     DurabilityArg::Sync => Durability::Sync,
                     DurabilityArg::None => Durability::None,
                 },
-                checkpoint_every_bytes: args.checkpoint_every_mib << 20,
+                checkpoint_every_bytes: args.checkpoint_every_mib.saturating_mul(1 << 20),
                 compact_dead_ratio: args.compact_dead_ratio,
+                index_key_bytes_max: args
+                    .index_key_bytes_max
+                    .unwrap_or(StoreConfig::default().index_key_bytes_max),
                 ..StoreConfig::default()
             },
             fail_sync_after: args.inject_sync_failure_after,

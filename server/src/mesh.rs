@@ -20,6 +20,7 @@ use std::task::{Context, Poll, Waker};
 use glommio::channels::channel_mesh::{Receivers, Senders};
 use tern_protocol::{ApiError, ErrorCode, KeySchema};
 
+use crate::page::PageBudget;
 use crate::topology::ShardId;
 
 /// What one core asks of another.
@@ -37,30 +38,34 @@ pub enum Call {
     TableStats(String),
     /// One step of a Scan: items of the target's slice in an index-key range.
     ScanRange(ScanRange),
+    /// The target's part of a BatchGetItem that another shard coordinates, whose reply
+    /// may still take `budget_bytes` of items.
+    BatchGet {
+        tables: Vec<tern_protocol::messages::KeysAndAttributes>,
+        budget_bytes: usize,
+    },
     /// The target's counters.
     Stats,
 }
 
-/// A Scan step: index keys in `(lower, upper)`, at most `limit` items and about
-/// `budget_bytes` of DynamoDB item size.
+/// A Scan step: index keys in `(lower, upper)`, as many as the page's `budget` admits.
 #[derive(Debug, Clone)]
 pub struct ScanRange {
     pub table: String,
     pub lower: Bound<Vec<u8>>,
     pub upper: Bound<Vec<u8>>,
-    pub limit: usize,
-    pub budget_bytes: usize,
+    pub budget: PageBudget,
     /// ConsistentRead: read the store, bypassing the cache.
     pub consistent: bool,
 }
 
 /// What a Scan step found.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct ScanChunk {
     /// (index key, encoded item) in index-key order.
     pub items: Vec<(Vec<u8>, Vec<u8>)>,
-    /// Σ DynamoDB sizes of `items`.
-    pub size_bytes: usize,
+    /// The range's budget less what `items` took.
+    pub left: PageBudget,
     /// True when the range held nothing more after `items`.
     pub exhausted: bool,
 }
@@ -71,6 +76,8 @@ pub enum Answer {
     Done(Result<(), ApiError>),
     Stats(Result<(u64, u64), ApiError>),
     Scan(Result<ScanChunk, ApiError>),
+    /// A BatchGetItem part and the budget it left.
+    BatchGet(Result<(tern_protocol::messages::BatchGetItemResponse, usize), ApiError>),
     Counters(tern_protocol::messages::ShardStats),
 }
 

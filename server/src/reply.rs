@@ -4,10 +4,28 @@ use tern_protocol::ApiError;
 use tern_protocol::frame::{
     FLAG_ERROR, FLAG_FOUND, FLAG_RESPONSE, NO_SHARD_HINT, Opcode, write_frame,
 };
+use tern_protocol::limits::FRAME_BODY_MAX_BYTES;
 use tern_protocol::messages::{ErrorResponse, encode};
 
 /// Appends a successful response whose body is already encoded.
+///
+/// Every reply is bounded by construction to fit a frame (`crate::limits` ties the
+/// bounds together at compile time). Should one ever not, the request gets an
+/// InternalServerError naming it instead of the shard panicking in `write_frame`.
 pub fn ok(out: &mut Vec<u8>, opcode: Opcode, request_id: u64, body: &[u8]) {
+    if body.len() > FRAME_BODY_MAX_BYTES {
+        tracing::error!(
+            "BUG: a {} reply of {} bytes exceeds the frame limit; answering with an error",
+            opcode.name(),
+            body.len()
+        );
+        let e = ApiError::internal(format!(
+            "the {} reply would be {} bytes, over the frame limit of {FRAME_BODY_MAX_BYTES}",
+            opcode.name(),
+            body.len()
+        ));
+        return error(out, opcode, request_id, &e);
+    }
     write_frame(
         out,
         opcode,
@@ -21,6 +39,9 @@ pub fn ok(out: &mut Vec<u8>, opcode: Opcode, request_id: u64, body: &[u8]) {
 /// Appends a GetItem response: the stored item bytes as the body, or an empty body.
 pub fn item(out: &mut Vec<u8>, request_id: u64, item: Option<&[u8]>) {
     match item {
+        Some(bytes) if bytes.len() > FRAME_BODY_MAX_BYTES => {
+            ok(out, Opcode::GetItem, request_id, bytes)
+        }
         Some(bytes) => write_frame(
             out,
             Opcode::GetItem,
@@ -40,11 +61,22 @@ pub fn item(out: &mut Vec<u8>, request_id: u64, item: Option<&[u8]>) {
     }
 }
 
+/// Longest error message sent (messages that echo client input are cut to this).
+pub const ERROR_MESSAGE_MAX_BYTES: usize = 4096;
+
 /// Appends an error response carrying a DynamoDB error name and message.
 pub fn error(out: &mut Vec<u8>, opcode: Opcode, request_id: u64, err: &ApiError) {
+    let mut message = err.message.as_str();
+    if message.len() > ERROR_MESSAGE_MAX_BYTES {
+        let mut cut = ERROR_MESSAGE_MAX_BYTES;
+        while !message.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        message = &message[..cut];
+    }
     let body = encode(&ErrorResponse {
         code: err.code as u16,
-        message: err.message.clone(),
+        message: message.to_owned(),
     });
     write_frame(
         out,

@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use tern_protocol::limits::TABLE_NAME_MAX_LEN;
 use tern_protocol::messages::{Counter, ShardStats, TableDescription, TableStatus};
 use tern_protocol::{ApiError, ErrorCode, KeyAttr, KeySchema, ScalarType};
 use tern_storage::catalog::{KeyAttrDesc, KeyType, TableDesc};
@@ -31,8 +32,11 @@ pub struct Shard {
 }
 
 pub fn table_not_found(name: &str) -> ApiError {
+    // A name no table can have is echoed only in part.
+    let shown: String = name.chars().take(TABLE_NAME_MAX_LEN).collect();
+    let cut = if shown.len() < name.len() { "..." } else { "" };
     ApiError::not_found(format!(
-        "Requested resource not found: Table: {name} not found"
+        "Requested resource not found: Table: {shown}{cut} not found"
     ))
 }
 
@@ -88,6 +92,15 @@ pub fn store_error(shard: u32, e: StoreError) -> ApiError {
             "shard {shard}: table id {id} is in the catalog but not in the store"
         )),
         StoreError::TableExists(name) => ApiError::in_use(format!("Table already exists: {name}")),
+        StoreError::KeyTooLong(len) => ApiError::validation(format!(
+            "One or more parameter values were invalid: a key of {len} bytes is longer than the log can store"
+        )),
+        StoreError::IndexFull { key_bytes, max, .. } => ApiError::new(
+            ErrorCode::LimitExceededException,
+            format!(
+                "shard {shard}: this table's index on the shard holds {key_bytes} bytes of keys and can hold at most {max}; the item was not written. Delete items, or spread the table over more shards (--cores)"
+            ),
+        ),
         e @ (StoreError::Poisoned(_) | StoreError::Corrupt(_)) => ApiError::new(
             ErrorCode::InternalServerError,
             format!("shard {shard}: {e}"),

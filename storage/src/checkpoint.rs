@@ -154,7 +154,7 @@ pub fn decode(bytes: &[u8]) -> Result<Checkpoint, String> {
     for _ in 0..segment_count {
         segments.push((r.u32()?, r.u32()?));
     }
-    let mut tables = Vec::new();
+    let mut tables: Vec<(TableDesc, Index)> = Vec::new();
     for _ in 0..table_count {
         let desc_len = r.u32()? as usize;
         let desc = TableDesc::decode(r.take(desc_len)?).map_err(|e| e.to_string())?;
@@ -172,9 +172,33 @@ pub fn decode(bytes: &[u8]) -> Result<Checkpoint, String> {
                 len: r.u32()?,
             };
             let size_bytes = r.u32()?;
+            if !index.has_room_for(key) {
+                return Err(format!(
+                    "checkpoint table {} holds more keys than one index can address",
+                    desc.name
+                ));
+            }
             if index.insert(key, Slot { loc, size_bytes }).is_some() {
                 return Err("checkpoint lists a key twice".into());
             }
+        }
+        // Written in ascending table id order; ids are below next_table_id; names unique.
+        if let Some((last, _)) = tables.last()
+            && desc.table_id <= last.table_id
+        {
+            return Err(format!(
+                "checkpoint lists table id {} after id {}",
+                desc.table_id, last.table_id
+            ));
+        }
+        if desc.table_id >= next_table_id {
+            return Err(format!(
+                "checkpoint table id {} is not below its next table id {next_table_id}",
+                desc.table_id
+            ));
+        }
+        if tables.iter().any(|(d, _)| d.name == desc.name) {
+            return Err(format!("checkpoint lists table {} twice", desc.name));
         }
         tables.push((desc, index));
     }

@@ -17,12 +17,7 @@ pub const CHECKPOINT_MAGIC: [u8; 8] = *b"TERNCKPT";
 pub const FORMAT_VERSION: u32 = 1;
 pub const SEGMENT_HEADER_LEN: usize = 64;
 pub const RECORD_HEADER_LEN: usize = 40;
-/// The largest record accepted (header + key + value). An item is ≤ 400 KB as DynamoDB
-/// counts it; its encoding is larger by per-attribute overhead, bounded well below this.
-pub const RECORD_MAX_LEN: usize = 4 << 20;
-/// Keys are index keys: 8-byte hash ‖ 2-byte length ‖ pk (≤ 2048) ‖ sort key (≤ 1024
-/// plus order-preserving escapes). u16 holds them with room to spare.
-pub const KEY_MAX_LEN: usize = u16::MAX as usize;
+pub use crate::limits::{KEY_MAX_BYTES, RECORD_MAX_BYTES};
 
 /// What a record says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,11 +78,11 @@ impl Record<'_> {
 pub fn encode_record(r: &Record<'_>, out: &mut Vec<u8>) {
     let len = r.encoded_len();
     assert!(
-        r.key.len() <= KEY_MAX_LEN,
+        r.key.len() <= KEY_MAX_BYTES,
         "record key of {} bytes",
         r.key.len()
     );
-    assert!(len <= RECORD_MAX_LEN, "record of {len} bytes");
+    assert!(len <= RECORD_MAX_BYTES, "record of {len} bytes");
     let start = out.len();
     out.extend_from_slice(&[0u8; 4]); // CRC, filled below
     out.extend_from_slice(&(len as u32).to_le_bytes());
@@ -111,7 +106,7 @@ pub fn encode_record(r: &Record<'_>, out: &mut Vec<u8>) {
 pub enum BadRecord {
     /// Fewer bytes than the header, or than the header's length field, remain.
     Truncated,
-    /// The length field is below the header size or above `RECORD_MAX_LEN`.
+    /// The length field is below the header size or above `RECORD_MAX_BYTES`.
     BadLength(u32),
     BadCrc {
         stored: u32,
@@ -175,7 +170,7 @@ pub fn parse_record(buf: &[u8]) -> Result<Parsed<'_>, BadRecord> {
     }
     let stored = u32_at(head, 0);
     let len = u32_at(head, 4);
-    if (len as usize) < RECORD_HEADER_LEN || len as usize > RECORD_MAX_LEN {
+    if (len as usize) < RECORD_HEADER_LEN || len as usize > RECORD_MAX_BYTES {
         return Err(BadRecord::BadLength(len));
     }
     let Some(whole) = buf.get(..len as usize) else {

@@ -15,7 +15,9 @@
 //! * **Arena**: every key's bytes, appended once into pages of 1 MiB (only the first page
 //!   grows gradually, so small tables stay small and no append copies more than a page).
 //!   A key is addressed by a `u32` offset (page index ‖ offset in page): the arena holds
-//!   at most 4 GiB, and says so in a panic rather than wrap. Replacing a slot does not
+//!   at most 4 GiB. [`Index::has_room_for`] answers whether a new key fits
+//!   (`limits::KEY_ARENA_LIVE_MAX_BYTES` of live keys, ~3.75 GiB): the store asks before
+//!   it appends a record, so a full arena refuses a write instead of panicking after it. Replacing a slot does not
 //!   touch the arena; a removed key's bytes become garbage, and once the garbage exceeds
 //!   the live bytes the arena is rebuilt (in key order) and the offsets rewritten.
 //! * **Buckets**: `2^bits` of them, bucket `i` holding the keys whose prefix's top `bits`
@@ -65,6 +67,8 @@ use std::cmp::Ordering;
 use std::fmt;
 use std::ops::Bound;
 
+use crate::limits::{KEY_ARENA_LIVE_MAX_BYTES, KEY_ARENA_PAGE_SHIFT, KEY_ARENA_PAGES_MAX};
+
 /// Where a record lives in the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Loc {
@@ -83,8 +87,8 @@ pub struct Slot {
 /// Length of the hash prefix every key starts with.
 pub const PREFIX_LEN: usize = 8;
 
-/// Longest key accepted (tern's keys are a few KiB at most). Must not exceed a page.
-pub const MAX_KEY_LEN: usize = 1 << 16;
+/// Longest key accepted: the log's bound (tern's keys are a few KiB at most).
+pub use crate::limits::KEY_MAX_BYTES as MAX_KEY_LEN;
 
 /// Double the bucket count when `len > buckets × MAX_AVG_OCCUPANCY`.
 const MAX_AVG_OCCUPANCY: usize = 16;
@@ -100,7 +104,7 @@ const CHUNK_MAX: usize = 256;
 /// A chunk below this after a removal is merged with or refilled from a neighbour.
 const CHUNK_MIN: usize = CHUNK_MAX / 4;
 /// log2 of the arena page size (1 MiB).
-const PAGE_SHIFT: u32 = 20;
+const PAGE_SHIFT: u32 = KEY_ARENA_PAGE_SHIFT;
 /// The first arena page starts this small and doubles up to a full page.
 const FIRST_PAGE_MIN: usize = 256;
 /// Entry vectors grow by `len / GROWTH_DIVISOR` (at least `MIN_GROWTH`), not by doubling:
@@ -120,6 +124,13 @@ struct Limits {
     chunk_max: usize,
     chunk_min: usize,
     page_shift: u32,
+    /// Longest key (at most a page).
+    key_max: usize,
+    /// Arena pages addressable (`u32` offsets: at most `2^(32 − page_shift)`).
+    pages_max: usize,
+    /// Live key bytes `has_room_for` allows: at most `arena_live_max()` (a store may
+    /// choose less, `StoreConfig::index_key_bytes_max`).
+    key_bytes_max: u64,
 }
 
 impl Limits {
@@ -130,17 +141,36 @@ impl Limits {
         chunk_max: CHUNK_MAX,
         chunk_min: CHUNK_MIN,
         page_shift: PAGE_SHIFT,
+        key_max: MAX_KEY_LEN,
+        pages_max: KEY_ARENA_PAGES_MAX as usize,
+        key_bytes_max: KEY_ARENA_LIVE_MAX_BYTES,
     };
 
     /// Longest key these limits accept: a key never straddles arena pages.
-    fn max_key_len(&self) -> usize {
-        MAX_KEY_LEN.min(1 << self.page_shift)
+    const fn max_key_len(&self) -> usize {
+        if self.key_max < 1 << self.page_shift {
+            self.key_max
+        } else {
+            1 << self.page_shift
+        }
+    }
+
+    /// Live key bytes under which a new key always has room (`limits`'s argument: every
+    /// page but the last holds at least `page − max_key_len + 1` bytes).
+    const fn arena_live_max(&self) -> u64 {
+        (self.pages_max as u64 - 1) * ((1u64 << self.page_shift) - self.max_key_len() as u64 + 1)
     }
 }
+
+// The store's published bound is the default limits' own.
+const _: () = assert!(Limits::DEFAULT.arena_live_max() == KEY_ARENA_LIVE_MAX_BYTES);
+const _: () = assert!(Limits::DEFAULT.max_key_len() == MAX_KEY_LEN);
+const _: () = assert!(Limits::DEFAULT.pages_max as u64 == KEY_ARENA_PAGES_MAX);
 
 // A small bucket must fit in one chunk when it joins a big one.
 const _: () = assert!(SMALL_MAX <= CHUNK_MAX && CHUNK_MIN * 2 <= CHUNK_MAX);
 const _: () = assert!(MAX_KEY_LEN <= 1 << PAGE_SHIFT && PAGE_SHIFT < 32);
+const _: () = assert!(KEY_ARENA_PAGES_MAX == 1 << (32 - PAGE_SHIFT));
 
 /// One key: 32 bytes, no pointer.
 #[derive(Debug, Clone, Copy)]
@@ -197,6 +227,7 @@ fn common_prefix_len(a: &[u8], b: &[u8]) -> usize {
 struct Arena {
     pages: Vec<Vec<u8>>,
     page_shift: u32,
+    pages_max: usize,
     /// Σ length of the keys entries refer to.
     live: u64,
     /// Bytes of keys no entry refers to any more (page tails not counted).
@@ -204,20 +235,21 @@ struct Arena {
 }
 
 impl Arena {
-    fn new(page_shift: u32) -> Arena {
+    fn new(limits: &Limits) -> Arena {
         Arena {
             pages: Vec::new(),
-            page_shift,
+            page_shift: limits.page_shift,
+            pages_max: limits.pages_max,
             live: 0,
             garbage: 0,
         }
     }
 
     /// An empty arena whose first page has room for `bytes` (up to a page).
-    fn with_capacity(page_shift: u32, bytes: u64) -> Arena {
-        let mut arena = Arena::new(page_shift);
+    fn with_capacity(limits: &Limits, bytes: u64) -> Arena {
+        let mut arena = Arena::new(limits);
         if bytes > 0 {
-            let first = bytes.min(1 << page_shift) as usize;
+            let first = bytes.min(1 << limits.page_shift) as usize;
             arena.pages.push(Vec::with_capacity(first));
         }
         arena
@@ -227,9 +259,9 @@ impl Arena {
         1 << self.page_shift
     }
 
-    /// Pages addressable with `u32` offsets.
+    /// Pages addressable (at most what `u32` offsets reach).
     fn max_pages(&self) -> usize {
-        1 << (32 - self.page_shift)
+        self.pages_max
     }
 
     /// (page, offset in page) of an entry's key.
@@ -260,7 +292,7 @@ impl Arena {
         if !fits {
             assert!(
                 self.pages.len() < self.max_pages(),
-                "index key arena is full: u32 offsets address at most 4 GiB of live keys"
+                "index key arena is full: a key was inserted without `has_room_for`"
             );
             let capacity = if self.pages.is_empty() {
                 FIRST_PAGE_MIN.max(key.len()).min(page_size)
@@ -615,7 +647,7 @@ impl Index {
         Index {
             buckets: vec![Bucket::default()],
             bits: 0,
-            arena: Arena::new(limits.page_shift),
+            arena: Arena::new(&limits),
             len: 0,
             size_bytes: 0,
             limits,
@@ -649,7 +681,26 @@ impl Index {
         Some(self.buckets[l.bucket].chunks()[l.chunk][i].slot())
     }
 
-    /// Inserts or replaces; returns the replaced slot.
+    /// Whether `insert(key, ..)` has room: a replaced key always does; a new one while the
+    /// live key bytes stay within the arena's bound (`limits::KEY_ARENA_LIVE_MAX_BYTES`).
+    /// Call before making an insert irrevocable (the store: before appending a record).
+    pub fn has_room_for(&self, key: &[u8]) -> bool {
+        let max = self.limits.key_bytes_max.min(self.limits.arena_live_max());
+        self.arena.live + key.len() as u64 <= max || self.get(key).is_some()
+    }
+
+    /// Lowers the live key bytes `has_room_for` allows (never above the arena's bound).
+    pub fn set_key_bytes_max(&mut self, max: u64) {
+        self.limits.key_bytes_max = max.min(KEY_ARENA_LIVE_MAX_BYTES);
+    }
+
+    /// Live key bytes (what `has_room_for` bounds).
+    pub fn key_bytes(&self) -> u64 {
+        self.arena.live
+    }
+
+    /// Inserts or replaces; returns the replaced slot. A new key must have room
+    /// ([`Index::has_room_for`]): inserting one without is a bug, and panics.
     pub fn insert(&mut self, key: &[u8], slot: Slot) -> Option<Slot> {
         let prefix = key_prefix(key);
         let l = self.locate(key, prefix);
@@ -703,7 +754,7 @@ impl Index {
         self.size_bytes -= e.size_bytes as u64;
         self.arena.release(&e);
         if self.len == 0 {
-            self.arena = Arena::new(self.limits.page_shift);
+            self.arena = Arena::new(&self.limits);
         } else if self.arena.garbage > self.arena.live {
             self.compact_arena();
         }
@@ -1006,7 +1057,7 @@ impl Index {
 
     /// Rebuilds the arena with the live keys only, in key order.
     fn compact_arena(&mut self) {
-        let fresh = Arena::with_capacity(self.limits.page_shift, self.arena.live);
+        let fresh = Arena::with_capacity(&self.limits, self.arena.live);
         let old = std::mem::replace(&mut self.arena, fresh);
         for bucket in &mut self.buckets {
             for chunk in bucket.chunks_mut() {
@@ -1188,6 +1239,18 @@ mod tests {
         chunk_max: 4,
         chunk_min: 2,
         page_shift: 5,
+        key_max: 32,
+        pages_max: 1 << 27,
+        key_bytes_max: u64::MAX,
+    };
+
+    /// An arena of four 256-byte pages and keys of at most 64 bytes: full after 579 live
+    /// key bytes (3 × (256 − 64 + 1)).
+    const SMALL_ARENA: Limits = Limits {
+        page_shift: 8,
+        key_max: 64,
+        pages_max: 4,
+        ..TINY
     };
 
     /// 1 M keys in release builds; 200 k in debug ones (which would take tens of seconds).
@@ -1359,6 +1422,48 @@ mod tests {
     #[should_panic(expected = "at most 32 bytes")]
     fn keys_longer_than_a_page_panic() {
         Index::with_limits(TINY).insert(&[0; 33], slot(1));
+    }
+
+    /// Filling the arena to its bound: `has_room_for` turns false for new keys (never for
+    /// replacements) before any insert could fail, whatever the key lengths and however
+    /// removals fragmented the pages; removing keys makes room again (compaction).
+    #[test]
+    fn a_full_arena_refuses_new_keys_before_an_insert_could_fail() {
+        assert_eq!(SMALL_ARENA.arena_live_max(), 579);
+        let mut rng = Rng(7);
+        for round in 0..200 {
+            let mut ix = Index::with_limits(SMALL_ARENA);
+            let mut present: Vec<Vec<u8>> = Vec::new();
+            let mut refused = 0;
+            for step in 0..400 {
+                let len = 8 + (rng.next() % 57) as usize;
+                let k = rng.key(len);
+                if step % 5 == 4 && !present.is_empty() {
+                    let at = (rng.next() as usize) % present.len();
+                    let gone = present.swap_remove(at);
+                    assert!(ix.remove(&gone).is_some());
+                    continue;
+                }
+                if ix.has_room_for(&k) {
+                    assert!(ix.key_bytes() + k.len() as u64 <= 579);
+                    ix.insert(&k, slot(step));
+                    present.push(k);
+                } else {
+                    refused += 1;
+                    assert!(ix.key_bytes() + k.len() as u64 > 579, "round {round}");
+                    if let Some(old) = present.first() {
+                        assert!(ix.has_room_for(old), "a replacement always has room");
+                        ix.insert(&old.clone(), slot(step));
+                    }
+                }
+                assert_eq!(ix.check(), Ok(()));
+            }
+            assert!(refused > 0, "round {round} never filled the arena");
+            assert_eq!(ix.len(), present.len());
+            for k in &present {
+                assert!(ix.get(k).is_some());
+            }
+        }
     }
 
     /// Many partitions plus a few big ones, in random order: buckets double and go big,

@@ -3,6 +3,7 @@
 //! * `store`: one segmented append-only log per shard holding every table's records, an
 //!   in-memory index per table (`index`: index key → record location), the catalog,
 //!   group commit, recovery, checkpoints (`checkpoint`) and compaction;
+//! * `limits`: every bound, in one place;
 //! * `format`: the byte layout of segments and records; `catalog`: table descriptors as
 //!   flatbuffers;
 //! * `disk`: the file operations the log needs — `glommio_disk` (io_uring writes and
@@ -25,5 +26,6 @@ pub mod flush;
 pub mod format;
 pub mod glommio_disk;
 pub mod index;
+pub mod limits;
 pub mod sim;
 pub mod store;

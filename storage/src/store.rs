@@ -32,19 +32,15 @@ use crate::catalog::TableDesc;
 use crate::checkpoint::{self, Checkpoint};
 use crate::disk::{Disk, FileMap};
 use crate::format::{
-    FLAG_RELOCATED, Parsed, RECORD_HEADER_LEN, RECORD_MAX_LEN, Record, RecordKind,
-    SEGMENT_HEADER_LEN, SegmentHeader, checkpoint_file_name, encode_record,
-    parse_checkpoint_file_name, parse_record, parse_segment_file_name, segment_file_name,
+    FLAG_RELOCATED, Parsed, RECORD_HEADER_LEN, Record, RecordKind, SEGMENT_HEADER_LEN,
+    SegmentHeader, checkpoint_file_name, encode_record, parse_checkpoint_file_name, parse_record,
+    parse_segment_file_name, segment_file_name,
 };
 use crate::index::{Index, Loc, Slot};
-
-/// `Durability::None`: appended bytes not yet written that a store lets pile up before
-/// acknowledgements wait for the flusher (backpressure; without it a fast writer grows
-/// the pending chunks without bound).
-pub const UNWRITTEN_MAX_BYTES: u64 = 64 << 20;
-
-/// The smallest segment size accepted (tests use small segments to exercise rolls).
-pub const SEGMENT_SIZE_MIN: u64 = 4096;
+use crate::limits::{
+    KEY_ARENA_LIVE_MAX_BYTES, KEY_MAX_BYTES, RECORD_MAX_BYTES, SEGMENT_SIZE_MAX, SEGMENT_SIZE_MIN,
+    UNWRITTEN_MAX_BYTES,
+};
 
 /// A position in a shard's log: segment id in the high 32 bits, byte offset in the low
 /// 32. Positions order like the log.
@@ -96,6 +92,10 @@ pub struct StoreConfig {
     pub compact_dead_ratio: f64,
     /// The term written into records (replication will advance it).
     pub term: u64,
+    /// Live key bytes one table's index may hold before new keys are refused
+    /// (`StoreError::IndexFull`): the arena's bound `limits::KEY_ARENA_LIVE_MAX_BYTES`, or
+    /// less (tests).
+    pub index_key_bytes_max: u64,
 }
 
 impl Default for StoreConfig {
@@ -106,6 +106,7 @@ impl Default for StoreConfig {
             checkpoint_every_bytes: 512 << 20,
             compact_dead_ratio: 0.5,
             term: 1,
+            index_key_bytes_max: KEY_ARENA_LIVE_MAX_BYTES,
         }
     }
 }
@@ -122,6 +123,17 @@ pub enum StoreError {
     Corrupt(String),
     #[error("a record of {0} bytes exceeds the log's record limit")]
     TooLarge(usize),
+    #[error("a key of {0} bytes exceeds the log's key limit of {KEY_MAX_BYTES}")]
+    KeyTooLong(usize),
+    /// A new key would take the table's index past what it can address.
+    #[error(
+        "the index of table id {table} holds {key_bytes} bytes of keys, the most one shard's index of a table can hold ({max})"
+    )]
+    IndexFull {
+        table: u32,
+        key_bytes: u64,
+        max: u64,
+    },
     #[error("no table with id {0} on this shard")]
     NoTable(u32),
     #[error("table {0} already exists")]
@@ -291,10 +303,30 @@ fn io_text(e: &io::Error) -> String {
     e.to_string()
 }
 
-/// The item bytes of a Put record (after its header and key).
-fn item_of_record(rec: &[u8]) -> &[u8] {
-    let key_len = u16::from_le_bytes([rec[10], rec[11]]) as usize;
-    &rec[RECORD_HEADER_LEN + key_len..]
+/// The item bytes of the Put record `rec` (after its header and key), checked against
+/// what the index says it holds: a key of `key_len` bytes when the caller knows it.
+/// Recovery checked that every location lies within its segment's records; this checks
+/// the one record a read touches (its header is read anyway), so a checkpoint that named
+/// the wrong bytes yields a typed error, never a panic or another record's bytes.
+fn item_of_record(rec: &[u8], loc: Loc, key_len: Option<usize>) -> Result<&[u8], StoreError> {
+    let header = rec.get(..RECORD_HEADER_LEN);
+    let stored_key_len = header.map(|h| u16::from_le_bytes([h[10], h[11]]) as usize);
+    let consistent = match (header, stored_key_len) {
+        (Some(h), Some(k)) => {
+            h[8] == RecordKind::Put as u8
+                && u32::from_le_bytes([h[4], h[5], h[6], h[7]]) == loc.len
+                && key_len.is_none_or(|want| want == k)
+                && RECORD_HEADER_LEN + k <= rec.len()
+        }
+        _ => false,
+    };
+    match stored_key_len {
+        Some(k) if consistent => Ok(&rec[RECORD_HEADER_LEN + k..]),
+        _ => Err(StoreError::Corrupt(format!(
+            "the index names a Put record at segment {} offset {} ({} bytes) that is not one",
+            loc.segment, loc.offset, loc.len
+        ))),
+    }
 }
 
 impl<D: Disk + Clone> Store<D> {
@@ -309,8 +341,8 @@ impl<D: Disk + Clone> Store<D> {
     /// Fails only on I/O errors (nothing was changed on disk then).
     pub fn open(disk: D, cfg: StoreConfig) -> io::Result<(Store<D>, RecoveryReport)> {
         assert!(
-            cfg.segment_size >= SEGMENT_SIZE_MIN && cfg.segment_size <= u32::MAX as u64,
-            "segment size {} outside {SEGMENT_SIZE_MIN}..=4 GiB",
+            cfg.segment_size >= SEGMENT_SIZE_MIN && cfg.segment_size <= SEGMENT_SIZE_MAX,
+            "segment size {} outside {SEGMENT_SIZE_MIN}..={SEGMENT_SIZE_MAX}",
             cfg.segment_size
         );
         let started = Instant::now();
@@ -431,6 +463,9 @@ impl<D: Disk + Clone> Store<D> {
                 )));
             };
             let map = self.disk.map(&segment_file_name(id))?;
+            if let Err(msg) = check_sealed_segment(id, map.bytes(), end) {
+                return Ok(Err(msg));
+            }
             self.segments.insert(
                 id,
                 Segment {
@@ -485,9 +520,18 @@ impl<D: Disk + Clone> Store<D> {
             } else {
                 SEGMENT_HEADER_LEN
             };
+            if pos > bytes.len() {
+                return Ok(Err(format!(
+                    "the checkpoint replays segment {id} from offset {pos}, past its {} bytes",
+                    bytes.len()
+                )));
+            }
             if pos == SEGMENT_HEADER_LEN {
                 match expected_index {
-                    Some(e) if e != header.first_index && seg_ids.contains(&(id - 1)) => {
+                    Some(e)
+                        if e != header.first_index
+                            && id.checked_sub(1).is_some_and(|p| seg_ids.contains(&p)) =>
+                    {
                         return Ok(Err(format!(
                             "segment {id} starts at index {} but the log before it ends at {}",
                             header.first_index,
@@ -566,23 +610,37 @@ impl<D: Disk + Clone> Store<D> {
                 "the log holds records of table id {id}, which no record creates"
             )));
         }
-        // Live bytes, and every entry must point into a present segment.
+        // Live bytes, and every entry must point at a whole record within its segment's
+        // records, long enough for its key (what a checkpoint says is checked here, without
+        // reading the records; a read checks the one record it touches).
         for t in self.tables.values() {
-            for (_, slot) in t.index.range(Bound::Unbounded, Bound::Unbounded) {
+            for (key, slot) in t.index.range(Bound::Unbounded, Bound::Unbounded) {
                 let Some(seg) = self.segments.get_mut(&slot.loc.segment) else {
                     return Ok(Err(format!(
                         "table {} has an item in segment {}, which does not exist",
                         t.desc.name, slot.loc.segment
                     )));
                 };
-                if slot.loc.offset as u64 + slot.loc.len as u64 > seg.end as u64 {
+                let Loc {
+                    segment,
+                    offset,
+                    len,
+                } = slot.loc;
+                if (offset as usize) < SEGMENT_HEADER_LEN
+                    || offset as u64 + len as u64 > seg.end as u64
+                    || (len as usize) < RECORD_HEADER_LEN + key.len()
+                    || len as usize > RECORD_MAX_BYTES
+                {
                     return Ok(Err(format!(
-                        "table {} has an item at segment {} offset {}, past the segment's records",
-                        t.desc.name, slot.loc.segment, slot.loc.offset
+                        "table {} has an item at segment {segment} offset {offset} ({len} bytes) that is not a record within the segment's {} bytes of records",
+                        t.desc.name, seg.end
                     )));
                 }
-                seg.live += slot.loc.len as u64;
+                seg.live += len as u64;
             }
+        }
+        for t in self.tables.values_mut() {
+            t.index.set_key_bytes_max(self.cfg.index_key_bytes_max);
         }
         match self.segments.last_key_value() {
             Some((&id, seg)) => {
@@ -643,6 +701,13 @@ impl<D: Disk + Clone> Store<D> {
                     None => orphans.entry(r.table_id).or_default(),
                 };
                 if r.kind == RecordKind::Put {
+                    if !index.has_room_for(r.key) {
+                        return Err(format!(
+                            "table id {} holds more keys than one index can address ({} bytes)",
+                            r.table_id,
+                            index.key_bytes()
+                        ));
+                    }
                     index.insert(
                         r.key,
                         Slot {
@@ -738,6 +803,9 @@ impl<D: Disk + Clone> Store<D> {
     /// Appends one record (its `index` is assigned here) and returns where it went.
     fn append(&mut self, mut r: Record<'_>, relocated: bool) -> Result<Loc, StoreError> {
         self.check_usable()?;
+        if r.key.len() > KEY_MAX_BYTES {
+            return Err(StoreError::KeyTooLong(r.key.len()));
+        }
         let len = r.encoded_len();
         if len > self.record_max_len() {
             return Err(StoreError::TooLarge(len));
@@ -780,10 +848,10 @@ impl<D: Disk + Clone> Store<D> {
         })
     }
 
-    /// The largest record this log takes: `RECORD_MAX_LEN`, or less when segments are
+    /// The largest record this log takes: `RECORD_MAX_BYTES`, or less when segments are
     /// configured smaller than one such record (tests).
     pub fn record_max_len(&self) -> usize {
-        RECORD_MAX_LEN.min(self.cfg.segment_size as usize - SEGMENT_HEADER_LEN)
+        RECORD_MAX_BYTES.min(self.cfg.segment_size as usize - SEGMENT_HEADER_LEN)
     }
 
     fn table_mut(&mut self, table: u32) -> Result<&mut TableData, StoreError> {
@@ -824,7 +892,16 @@ impl<D: Disk + Clone> Store<D> {
         item: &[u8],
         size_bytes: u32,
     ) -> Result<(Slot, Option<Slot>), StoreError> {
-        self.table_mut(table)?;
+        let index = &self.table(table)?.index;
+        // Refused before the record exists: after the append the write could not be
+        // taken back, and the index must take the key.
+        if !index.has_room_for(key) {
+            return Err(StoreError::IndexFull {
+                table,
+                key_bytes: index.key_bytes(),
+                max: self.cfg.index_key_bytes_max.min(KEY_ARENA_LIVE_MAX_BYTES),
+            });
+        }
         let loc = self.append(
             Record {
                 kind: RecordKind::Put,
@@ -915,7 +992,11 @@ impl<D: Disk + Clone> Store<D> {
             id,
             TableData {
                 desc,
-                index: Index::new(),
+                index: {
+                    let mut index = Index::new();
+                    index.set_key_bytes_max(self.cfg.index_key_bytes_max);
+                    index
+                },
             },
         );
         Ok((id, LogPos::end_of(loc)))
@@ -985,13 +1066,19 @@ impl<D: Disk + Clone> Store<D> {
     /// kept outside the index (the shard's item cache) may name a record that compaction
     /// copied elsewhere and whose segment it then dropped. Segment numbers are never
     /// reused, so a present segment still holds exactly the record the slot named.
-    pub fn try_item_at(&self, slot: Slot) -> Option<&[u8]> {
-        self.try_record_at(slot.loc).map(item_of_record)
+    pub fn try_item_at(&self, slot: Slot) -> Option<Result<&[u8], StoreError>> {
+        self.try_record_at(slot.loc)
+            .map(|rec| item_of_record(rec, slot.loc, None))
     }
 
     /// The item bytes of the Put record in `slot` (valid until the next write).
-    pub fn item_at(&self, slot: Slot) -> &[u8] {
-        item_of_record(self.record_at(slot.loc))
+    pub fn item_at(&self, slot: Slot) -> Result<&[u8], StoreError> {
+        item_of_record(self.record_at(slot.loc), slot.loc, None)
+    }
+
+    /// The item bytes of the Put record of `key` in `slot`.
+    fn item_of(&self, key: &[u8], slot: Slot) -> Result<&[u8], StoreError> {
+        item_of_record(self.record_at(slot.loc), slot.loc, Some(key.len()))
     }
 
     pub fn table_id(&self, name: &str) -> Option<u32> {
@@ -1019,7 +1106,7 @@ impl<D: Disk + Clone> Store<D> {
                 let end = LogPos::end_of(slot.loc);
                 let item = ItemRef {
                     key,
-                    bytes: self.item_at(slot),
+                    bytes: self.item_of(key, slot)?,
                     size_bytes: slot.size_bytes,
                     end,
                     slot,
@@ -1034,21 +1121,25 @@ impl<D: Disk + Clone> Store<D> {
         }
     }
 
-    /// Items with keys within the bounds, ascending (`.rev()` for descending).
+    /// Items with keys within the bounds, ascending (`.rev()` for descending). An item
+    /// whose record is not what the index says is an `Err` (see `item_of_record`).
     pub fn range<'a>(
         &'a self,
         table: u32,
         lower: Bound<&'a [u8]>,
         upper: Bound<&'a [u8]>,
-    ) -> Result<impl DoubleEndedIterator<Item = ItemRef<'a>> + 'a, StoreError> {
+    ) -> Result<impl DoubleEndedIterator<Item = Result<ItemRef<'a>, StoreError>> + 'a, StoreError>
+    {
         self.check_usable()?;
         let t = self.table(table)?;
-        Ok(t.index.range(lower, upper).map(move |(key, slot)| ItemRef {
-            key,
-            bytes: self.item_at(slot),
-            size_bytes: slot.size_bytes,
-            end: LogPos::end_of(slot.loc),
-            slot,
+        Ok(t.index.range(lower, upper).map(move |(key, slot)| {
+            Ok(ItemRef {
+                key,
+                bytes: self.item_of(key, slot)?,
+                size_bytes: slot.size_bytes,
+                end: LogPos::end_of(slot.loc),
+                slot,
+            })
         }))
     }
 
@@ -1487,6 +1578,27 @@ impl<D: Disk + Clone> Store<D> {
             );
         }
     }
+}
+
+/// A segment before the replay point, as the checkpoint describes it: its header must
+/// name it and its size, and `end` (the end of its records) must lie within it.
+fn check_sealed_segment(id: u32, bytes: &[u8], end: u32) -> Result<(), String> {
+    let header = SegmentHeader::decode(bytes).map_err(|e| format!("segment {id}: {e}"))?;
+    if header.segment_id != id || header.segment_size != bytes.len() as u64 {
+        return Err(format!(
+            "segment {id}: header names segment {} of {} bytes, file has {} bytes",
+            header.segment_id,
+            header.segment_size,
+            bytes.len()
+        ));
+    }
+    if (end as usize) < SEGMENT_HEADER_LEN || end as usize > bytes.len() {
+        return Err(format!(
+            "the checkpoint says segment {id}'s records end at {end}, outside its {} bytes",
+            bytes.len()
+        ));
+    }
+    Ok(())
 }
 
 /// The index the record at `start` must carry when replay begins at a checkpoint.

@@ -96,6 +96,7 @@ fn snapshot(store: &Store<SimDisk>) -> Model {
         let items = store
             .range(id, Bound::Unbounded, Bound::Unbounded)
             .expect("readable")
+            .map(|i| i.expect("a record"))
             .map(|i| (i.key.to_vec(), i.bytes.to_vec()))
             .collect();
         m.insert(t.desc.name.clone(), items);

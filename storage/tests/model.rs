@@ -94,21 +94,21 @@ proptest! {
             match op {
                 Op::Put(k, n) => {
                     let (slot, old) = store.put_slot(t, &k, &value(n), n as u32).unwrap();
-                    let old = old.map(|s| store.item_at(s).to_vec());
+                    let old = old.map(|s| store.item_at(s).unwrap().to_vec());
                     kept.insert(k.clone(), slot);
                     prop_assert_eq!(old, model.insert(k, value(n)));
                 }
                 Op::Delete(k) => {
                     kept.remove(&k);
                     let (_, old) = store.delete(t, &k).unwrap();
-                    let old = old.map(|s| store.item_at(s).to_vec());
+                    let old = old.map(|s| store.item_at(s).unwrap().to_vec());
                     prop_assert_eq!(old, model.remove(&k));
                 }
                 Op::Get(k) => {
                     if let Some(&slot) = kept.get(&k)
                         && let Some(bytes) = store.try_item_at(slot)
                     {
-                        prop_assert_eq!(Some(bytes.to_vec()), model.get(&k).cloned());
+                        prop_assert_eq!(Some(bytes.unwrap().to_vec()), model.get(&k).cloned());
                     }
                     let (item, _) = store.get(t, &k).unwrap();
                     if let Some(i) = &item {
@@ -119,9 +119,9 @@ proptest! {
                 Op::Range(a, b, rev) => {
                     let items = store.range(t, Bound::Included(&a), Bound::Excluded(&b)).unwrap();
                     let got: Vec<(Vec<u8>, Vec<u8>)> = if rev {
-                        items.rev().map(|i| (i.key.to_vec(), i.bytes.to_vec())).collect()
+                        items.rev().map(|i| i.unwrap()).map(|i| (i.key.to_vec(), i.bytes.to_vec())).collect()
                     } else {
-                        items.map(|i| (i.key.to_vec(), i.bytes.to_vec())).collect()
+                        items.map(|i| i.unwrap()).map(|i| (i.key.to_vec(), i.bytes.to_vec())).collect()
                     };
                     let mut want: Vec<(Vec<u8>, Vec<u8>)> = if a < b {
                         model.range(a.clone()..b.clone()).map(|(k, v)| (k.clone(), v.clone())).collect()

@@ -10,6 +10,7 @@ mod durability;
 mod errors;
 mod items;
 mod kill9;
+mod limits;
 mod paging;
 mod protocol;
 mod tables;

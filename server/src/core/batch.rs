@@ -7,9 +7,10 @@ use tern_protocol::frame::{FLAG_ERROR, FLAG_FORWARDED, Opcode, parse_frame, writ
 use tern_protocol::keys::{encode_index_key, extract_key, partition_hash};
 use tern_protocol::limits::{
     BATCH_GET_KEYS_MAX, BATCH_GET_RESPONSE_MAX_BYTES, BATCH_WRITE_ITEMS_MAX,
+    BATCH_WRITE_REQUEST_MAX_BYTES,
 };
 use tern_protocol::messages::*;
-use tern_protocol::validate::{validate_item, validate_key};
+use tern_protocol::validate::{check_item_bytes, check_key_bytes, validate_item, validate_key};
 use tern_protocol::value::{ArchivedItem, access_item};
 use tern_protocol::{ApiError, ErrorCode, KeySchema};
 use tern_storage::store::LogPos;
@@ -17,6 +18,7 @@ use tern_storage::store::LogPos;
 use super::{Core, Fail, OpResult, Outcome};
 use crate::cache::CachedItem;
 use crate::mesh::{Answer, Call};
+use crate::page::ITEM_SLOT_BYTES;
 use crate::reply;
 use crate::shard::{Shard, store_error, table_not_found};
 use crate::topology::ShardId;
@@ -47,6 +49,7 @@ impl Core {
                 let t = shard.table(table)?;
                 let mut seen = HashSet::new();
                 for key_bytes in tk.keys.iter() {
+                    check_key_bytes(key_bytes.len())?;
                     let key = access_item(key_bytes.as_slice())?;
                     validate_key(key, &t.schema)?;
                     let (owner, _) =
@@ -65,8 +68,13 @@ impl Core {
                 }
             }
         }
+        // The reply holds at most BATCH_GET_RESPONSE_MAX_BYTES of items in all: this
+        // shard's part reads first, then each owner in turn gets what is left; keys past
+        // the budget come back as UnprocessedKeys, as DynamoDB returns them.
         let local = std::mem::take(&mut parts[self.shard_id() as usize]);
-        let (mut response, local_wait) = self.batch_get_local(&local)?;
+        let mut response = BatchGetItemResponse::default();
+        let (mut budget, local_wait) =
+            self.batch_get_local(&local, BATCH_GET_RESPONSE_MAX_BYTES, &mut response)?;
         if parts.iter().all(Vec::is_empty) {
             let start = out.len();
             reply::ok(out, Opcode::BatchGetItem, id, &encode(&response));
@@ -82,11 +90,24 @@ impl Core {
                     if tables.is_empty() {
                         continue;
                     }
-                    let body = encode(&BatchGetItemRequest { tables });
-                    let part: BatchGetItemResponse = core
-                        .sub_request(owner as ShardId, Opcode::BatchGetItem, &body)
-                        .await?;
-                    merge_batch_get(&mut response, part);
+                    if budget == 0 {
+                        response.unprocessed_keys.extend(tables);
+                        continue;
+                    }
+                    let call = Call::BatchGet {
+                        tables,
+                        budget_bytes: budget,
+                    };
+                    match core.mesh.call(owner as ShardId, call).await? {
+                        Answer::BatchGet(part) => {
+                            let (part, left) = part?;
+                            budget = left;
+                            merge_batch_get(&mut response, part);
+                        }
+                        other => {
+                            return Err(ApiError::internal(format!("unexpected answer {other:?}")));
+                        }
+                    }
                 }
                 Ok(encode(&response))
             }
@@ -95,22 +116,42 @@ impl Core {
         })))
     }
 
-    /// This shard's part of a BatchGetItem, and the position its reply must wait for.
-    pub(super) fn batch_get_local(
+    /// A part of a BatchGetItem that another shard coordinates: read, then answered once
+    /// what it read is durable. Returns the response and the budget left.
+    pub(super) async fn batch_get_part(
         &self,
         tables: &[KeysAndAttributes],
-    ) -> Result<(BatchGetItemResponse, Option<LogPos>), ApiError> {
-        let shard = self.shard.borrow();
+        budget_bytes: usize,
+    ) -> Result<(BatchGetItemResponse, usize), ApiError> {
         let mut response = BatchGetItemResponse::default();
+        let (left, wait) = self.batch_get_local(tables, budget_bytes, &mut response)?;
+        if let Some(pos) = wait {
+            self.durable(pos).await?;
+        }
+        Ok((response, left))
+    }
+
+    /// Reads this shard's part of a BatchGetItem into `response`, items taking at most
+    /// `budget_bytes` (each counted with its slot in the item vector); from the first item
+    /// that does not fit on, keys go to UnprocessedKeys. Returns the budget left and the
+    /// position the reply must wait for.
+    fn batch_get_local(
+        &self,
+        tables: &[KeysAndAttributes],
+        budget_bytes: usize,
+        response: &mut BatchGetItemResponse,
+    ) -> Result<(usize, Option<LogPos>), ApiError> {
+        let shard = self.shard.borrow();
         let mut wait: Option<LogPos> = None;
-        let mut size = 0usize;
+        let mut left = budget_bytes;
+        let mut full = left == 0;
         for tk in tables {
             let t = shard.table(&tk.table)?;
             let mut items = Vec::new();
             let mut unprocessed = Vec::new();
             let mut key = Vec::new();
             for key_bytes in &tk.keys {
-                if size >= BATCH_GET_RESPONSE_MAX_BYTES {
+                if full {
                     unprocessed.push(key_bytes.clone());
                     continue;
                 }
@@ -119,11 +160,19 @@ impl Core {
                 key.clear();
                 encode_index_key(partition_hash(&tk.table, pk), pk, sk, &mut key);
                 let (item, item_wait) = self.read_item(&shard, t.id, &key, tk.consistent_read)?;
-                wait = wait.max(item_wait);
-                if let Some(bytes) = item {
-                    size += bytes.len();
-                    items.push(bytes.to_vec());
+                let Some(bytes) = item else {
+                    wait = wait.max(item_wait);
+                    continue;
+                };
+                let cost = bytes.len() + ITEM_SLOT_BYTES;
+                if cost > left {
+                    full = true;
+                    unprocessed.push(key_bytes.clone());
+                    continue;
                 }
+                left -= cost;
+                wait = wait.max(item_wait);
+                items.push(bytes.to_vec());
             }
             if !items.is_empty() {
                 response.responses.push(TableItems {
@@ -139,11 +188,9 @@ impl Core {
                 });
             }
         }
-        Ok((response, wait))
+        Ok((left, wait))
     }
 
-    /// One item through the cache (unless `consistent`), else the store: its bytes and
-    /// the position the answer must wait for.
     pub(super) fn batch_write(
         self: &Rc<Self>,
         id: u64,
@@ -161,6 +208,20 @@ impl Core {
         }
         // Validate everything before applying anything: a batch with one bad request is
         // rejected whole, as DynamoDB does.
+        let request_bytes: usize = req
+            .tables
+            .iter()
+            .flat_map(|t| t.requests.iter())
+            .map(|wr| match wr {
+                ArchivedWriteRequest::Put(b) | ArchivedWriteRequest::Delete(b) => b.len(),
+            })
+            .sum();
+        if request_bytes > BATCH_WRITE_REQUEST_MAX_BYTES {
+            return Err(ApiError::validation(format!(
+                "Item size has exceeded the maximum allowed size: the request's items and keys take {request_bytes} bytes, the most one BatchWriteItem may carry is {BATCH_WRITE_REQUEST_MAX_BYTES}"
+            ))
+            .into());
+        }
         let mut parts: Vec<Vec<TableWriteRequests>> = vec![Vec::new(); self.topology.shard_count()];
         let mut local_ops: Vec<LocalWrite> = Vec::new();
         {
@@ -175,6 +236,11 @@ impl Core {
                         ArchivedWriteRequest::Put(b) => (b.as_slice(), true),
                         ArchivedWriteRequest::Delete(b) => (b.as_slice(), false),
                     };
+                    if put_size {
+                        check_item_bytes(bytes.len())?;
+                    } else {
+                        check_key_bytes(bytes.len())?;
+                    }
                     let item = access_item(bytes)?;
                     let put_size = if put_size {
                         Some(validate_item(item, &t.schema)?.size_bytes)
@@ -215,6 +281,7 @@ impl Core {
                 id: shard_id,
                 tables,
                 store,
+                ..
             } = &mut *shard;
             for w in local_ops {
                 let t = tables

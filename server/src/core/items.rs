@@ -5,7 +5,7 @@ use std::rc::Rc;
 use tern_protocol::ApiError;
 use tern_protocol::frame::Opcode;
 use tern_protocol::messages::*;
-use tern_protocol::validate::{validate_item, validate_key};
+use tern_protocol::validate::{check_item_bytes, check_key_bytes, validate_item, validate_key};
 use tern_protocol::value::access_item;
 use tern_storage::store::LogPos;
 
@@ -25,6 +25,7 @@ impl Core {
         let req = access::<ArchivedPutItemRequest>(body)?;
         let table = req.table.as_str();
         let item_bytes = req.item.as_slice();
+        check_item_bytes(item_bytes.len())?;
         let item = access_item(item_bytes)?;
         let mut shard = self.shard.borrow_mut();
         let Shard {
@@ -67,8 +68,19 @@ impl Core {
     ) -> Outcome {
         self.kick_flusher();
         let start = out.len();
-        let old = old.map(|slot| store.item_at(slot));
-        self.write_reply(out, ack.opcode, ack.id, ack.return_values, old);
+        let old = match ack.return_values {
+            ArchivedReturnValues::AllOld => old.map(|slot| store.item_at(slot)).transpose(),
+            ArchivedReturnValues::None => Ok(None),
+        };
+        match old {
+            Ok(old) => self.write_reply(out, ack.opcode, ack.id, ack.return_values, old),
+            Err(e) => {
+                let e = ApiError::internal(format!(
+                    "the write was applied, but the item it replaced cannot be read back: {e}"
+                ));
+                reply::error(out, ack.opcode, ack.id, &e);
+            }
+        }
         let wait = pos.filter(|p| !store.is_durable(*p).unwrap_or(false));
         self.when_durable(out, start, wait, ack.opcode, ack.id)
     }
@@ -103,6 +115,7 @@ impl Core {
     ) -> OpResult {
         let req = access::<ArchivedGetItemRequest>(body)?;
         let table = req.table.as_str();
+        check_key_bytes(req.key.len())?;
         let key_item = access_item(req.key.as_slice())?;
         let shard = self.shard.borrow();
         let t = shard.table(table)?;
@@ -126,6 +139,7 @@ impl Core {
     ) -> OpResult {
         let req = access::<ArchivedDeleteItemRequest>(body)?;
         let table = req.table.as_str();
+        check_key_bytes(req.key.len())?;
         let key_item = access_item(req.key.as_slice())?;
         let mut shard = self.shard.borrow_mut();
         let Shard {
@@ -153,6 +167,8 @@ impl Core {
         Ok(self.acknowledge(out, store, ack, wait, old))
     }
 
+    /// One item through the cache (unless `consistent`), else the store: its bytes and
+    /// the position the answer must wait for.
     pub(super) fn read_item<'s>(
         &self,
         shard: &'s Shard,
@@ -172,7 +188,10 @@ impl Core {
         if let Some(hit) = cache.get_item(table, key) {
             let bytes = match hit.slot {
                 None => Some(None),
-                Some(slot) => store.try_item_at(slot).map(Some),
+                Some(slot) => match store.try_item_at(slot) {
+                    Some(read) => Some(Some(read.map_err(|e| store_error(shard.id, e))?)),
+                    None => None,
+                },
             };
             if let Some(bytes) = bytes {
                 return Ok((bytes, store.until_durable(hit.wait)));

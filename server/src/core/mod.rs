@@ -376,6 +376,10 @@ impl Core {
             }
             Call::TableStats(name) => Answer::Stats(self.shard.borrow().table_stats(&name)),
             Call::ScanRange(range) => Answer::Scan(self.scan_local_durable(&range).await),
+            Call::BatchGet {
+                tables,
+                budget_bytes,
+            } => Answer::BatchGet(self.batch_get_part(&tables, budget_bytes).await),
             Call::Stats => Answer::Counters(self.shard_stats()),
         }
     }

@@ -8,15 +8,16 @@ use tern_protocol::keys::{
     KeyRef, encode_index_key, key_item, partition_hash, partition_hash_range, partition_of,
     partition_prefix, sort_key_range,
 };
-use tern_protocol::limits::{PAGE_SIZE_MAX_BYTES, PARTITION_COUNT};
+use tern_protocol::limits::PARTITION_COUNT;
 use tern_protocol::messages::*;
-use tern_protocol::validate::{page_limit, validate_key};
+use tern_protocol::validate::{check_key_bytes, page_limit, validate_key};
 use tern_protocol::value::access_item;
 use tern_protocol::{ApiError, KeySchema};
-use tern_storage::store::{ItemRef, LogPos};
+use tern_storage::store::{ItemRef, LogPos, StoreError};
 
 use super::{Core, OpResult, Outcome};
 use crate::mesh::{Answer, Call, ScanChunk, ScanRange};
+use crate::page::PageBudget;
 use crate::reply;
 use crate::shard::store_error;
 
@@ -60,6 +61,7 @@ impl Core {
         let (mut lower, mut upper) =
             sort_key_range(&prefix, schema.sort.as_ref(), req.sort_key.as_ref())?;
         if let Some(esk) = req.exclusive_start_key.as_ref() {
+            check_key_bytes(esk.len())?;
             let start = access_item(esk.as_slice())?;
             let (spk, ssk) = validate_key(start, schema)?;
             if spk != pk {
@@ -81,22 +83,24 @@ impl Core {
             .range(t.id, as_ref_bound(&lower), as_ref_bound(&upper))
             .map_err(|e| store_error(shard.id, e))?;
         let mut page = PageResponse::default();
-        let mut size = 0usize;
+        let mut budget = PageBudget::page(limit);
         let mut last: Option<&[u8]> = None;
         let mut last_key: Option<&[u8]> = None;
         let mut max_end = LogPos::default();
-        let mut iter: Box<dyn Iterator<Item = ItemRef<'_>>> = if req.scan_forward {
-            Box::new(range)
-        } else {
-            Box::new(range.rev())
-        };
+        let mut iter: Box<dyn Iterator<Item = Result<ItemRef<'_>, StoreError>>> =
+            if req.scan_forward {
+                Box::new(range)
+            } else {
+                Box::new(range.rev())
+            };
         let mut more = false;
         for item in iter.by_ref() {
-            if page.items.len() >= limit || size >= PAGE_SIZE_MAX_BYTES {
+            let item = item.map_err(|e| store_error(shard.id, e))?;
+            if !budget.admits(item.bytes.len()) {
                 more = true;
                 break;
             }
-            size += item.size_bytes as usize;
+            budget.take(item.size_bytes as usize, item.bytes.len());
             max_end = max_end.max(item.end);
             page.items.push(item.bytes.to_vec());
             last = Some(item.bytes);
@@ -105,7 +109,7 @@ impl Core {
         page.count = page.items.len() as u32;
         page.scanned_count = page.count;
         if let (true, Some(last)) = (more, last) {
-            page.last_evaluated_key = Some(key_item(schema, access_item(last)?)?.encode());
+            page.last_evaluated_key = Some(stored_key(schema, last)?);
         }
         let last_key: Option<Vec<u8>> = last_key.filter(|_| more).map(<[u8]>::to_vec);
         drop(iter);
@@ -170,6 +174,7 @@ impl Core {
         let mut lower = Bound::Included(seg_lo.to_be_bytes().to_vec());
         let mut pos = seg_lo;
         if let Some(esk) = &req.exclusive_start_key {
+            check_key_bytes(esk.len())?;
             let start = access_item(esk).map_err(|e| {
                 ApiError::validation(format!("The provided starting key is invalid: {e}"))
             })?;
@@ -186,7 +191,7 @@ impl Core {
             pos = hash;
         }
         let mut page = PageResponse::default();
-        let mut size = 0usize;
+        let mut budget = PageBudget::page(limit);
         loop {
             let first = partition_of(pos);
             let owner = self.topology.partition_map[first as usize];
@@ -206,8 +211,7 @@ impl Core {
                 table: req.table.clone(),
                 lower,
                 upper,
-                limit: limit - page.items.len(),
-                budget_bytes: PAGE_SIZE_MAX_BYTES - size,
+                budget,
                 consistent: req.consistent_read,
             };
             let chunk = if self.is_me(owner) {
@@ -220,21 +224,14 @@ impl Core {
                     }
                 }
             };
-            size += chunk.size_bytes;
             let exhausted = chunk.exhausted;
+            budget = chunk.left;
             page.items
                 .extend(chunk.items.into_iter().map(|(_, item)| item));
             let segment_done = run_hi >= seg_hi;
-            let page_full = page.items.len() >= limit || size >= PAGE_SIZE_MAX_BYTES;
-            if !exhausted || (page_full && !segment_done) {
+            if !exhausted || (budget.exhausted() && !segment_done) {
                 if let Some(last) = page.items.last() {
-                    page.last_evaluated_key = Some(
-                        key_item(
-                            &schema,
-                            access_item(last).map_err(|e| ApiError::internal(e.to_string()))?,
-                        )?
-                        .encode(),
-                    );
+                    page.last_evaluated_key = Some(stored_key(&schema, last)?);
                 }
                 break;
             }
@@ -275,8 +272,9 @@ impl Core {
             return Ok((chunk, shard.store.until_durable(wait)));
         }
         let mut chunk = ScanChunk {
+            items: Vec::new(),
+            left: range.budget,
             exhausted: true,
-            ..ScanChunk::default()
         };
         let mut max_end = LogPos::default();
         let items = shard
@@ -284,11 +282,12 @@ impl Core {
             .range(t.id, as_ref_bound(&range.lower), as_ref_bound(&range.upper))
             .map_err(|e| store_error(shard.id, e))?;
         for item in items {
-            if chunk.items.len() >= range.limit || chunk.size_bytes >= range.budget_bytes {
+            let item = item.map_err(|e| store_error(shard.id, e))?;
+            if !chunk.left.admits(item.bytes.len()) {
                 chunk.exhausted = false;
                 break;
             }
-            chunk.size_bytes += item.size_bytes as usize;
+            chunk.left.take(item.size_bytes as usize, item.bytes.len());
             max_end = max_end.max(item.end);
             chunk.items.push((item.key.to_vec(), item.bytes.to_vec()));
         }
@@ -300,6 +299,14 @@ impl Core {
         }
         Ok((chunk, wait))
     }
+}
+
+/// The key of a stored item, encoded (a LastEvaluatedKey). Stored items passed
+/// validation, so failing here means the log holds something it should not.
+fn stored_key(schema: &KeySchema, item: &[u8]) -> Result<Vec<u8>, ApiError> {
+    let item = access_item(item)
+        .map_err(|e| ApiError::internal(format!("a stored item does not decode: {e}")))?;
+    Ok(key_item(schema, item)?.encode())
 }
 
 /// Inclusive hash bounds of parallel-scan segment `segment` of `total`.
