@@ -29,6 +29,8 @@ pub struct Shard {
     pub id: u32,
     pub tables: HashMap<String, TableState, ahash::RandomState>,
     pub store: Store<GlommioDisk>,
+    /// What recovery did when the shard opened (for its counters).
+    pub recovery: RecoveryReport,
 }
 
 pub fn table_not_found(name: &str) -> ApiError {
@@ -125,7 +127,13 @@ impl Shard {
             .tables()
             .map(|t| (t.desc.name.clone(), table_state(&t.desc)))
             .collect();
-        Ok((Shard { id, tables, store }, report))
+        let shard = Shard {
+            id,
+            tables,
+            store,
+            recovery: report.clone(),
+        };
+        Ok((shard, report))
     }
 
     /// `Ok` unless the store stopped (failed sync) or found corruption: then the shard
@@ -223,6 +231,11 @@ impl Shard {
                     Some(StoreError::Poisoned(_))
                 )),
             ),
+            (
+                "RecoveryFromCheckpoint",
+                u64::from(self.recovery.checkpoint.is_some()),
+            ),
+            ("RecoveryRecordsReplayed", self.recovery.records_replayed),
             ("IndexItems", items),
             ("IndexHeapBytes", self.store.index_heap_bytes() as u64),
             ("Tables", self.tables.len() as u64),

@@ -201,7 +201,7 @@ fn a_torn_tail_is_cut_and_a_flipped_bit_is_reported() {
 }
 
 /// The client-socket ring keeps serving while many connections pipeline durable writes
-/// through segment rollovers, checkpoints and compaction. (It once stopped for good: the
+/// through segment rollovers. (It once stopped for good: the
 /// transport trusted the kernel's TASKRUN hint, spun without yielding, and the log
 /// flusher's fdatasync completion was never reaped; every write then waited forever.)
 /// A liveness check, not a speed one: the client timeout is generous.
@@ -265,4 +265,90 @@ fn uring_transport_serves_pipelined_durable_writes_to_the_end() {
         .map(|c| c.value)
         .sum();
     assert!(created >= 2, "segments created: {created}");
+}
+
+/// One counter of shard 0.
+fn counter(c: &mut tern_client::Client, name: &str) -> u64 {
+    let stats = c.stats().unwrap();
+    stats.shards[0]
+        .counters
+        .iter()
+        .find(|k| k.name == name)
+        .unwrap_or_else(|| panic!("no counter {name}"))
+        .value
+}
+
+/// The production maintenance sequence end to end: the log grows past the checkpoint
+/// interval (checkpoints are written once what they cover is synced), overwrites leave
+/// sealed segments mostly dead (compaction copies their live records, waits for the
+/// copies to be synced, drops the file, and checkpoints again), and a restart after
+/// kill -9 recovers from the checkpoint — replaying only the log after it — with every
+/// acknowledged write.
+#[test]
+fn checkpoints_and_compaction_run_and_a_restart_recovers_from_the_checkpoint() {
+    const KEYS: usize = 200;
+    const ROUNDS: usize = 60;
+    let flags = ["--checkpoint-every-mib", "4", "--compact-dead-ratio", "0.5"];
+    let data = std::rc::Rc::new(tempfile::tempdir().unwrap());
+    let server = Server::start_in(data, 1, "uring", &flags);
+    let mut c = server.client();
+    c.create_table("kvs", schema(("id", ScalarType::S), None))
+        .unwrap();
+    // 200 keys of 4 KB rewritten 60 times: ~48 MB of log in 8 MB segments, < 1 MB live.
+    let pad = "m".repeat(4000);
+    let version = |k: usize, round: usize| {
+        item(&[
+            ("id", s(&format!("k{k}"))),
+            ("round", n(round as i64)),
+            ("pad", s(&pad)),
+        ])
+    };
+    let mut writes = 0u64;
+    for round in 0..ROUNDS {
+        let mut p = c.pipeline();
+        for k in 0..KEYS {
+            p.put_item("kvs", &version(k, round)).unwrap();
+        }
+        for r in p.run().unwrap() {
+            r.unwrap();
+            writes += 1;
+        }
+    }
+    // Maintenance runs in the background: give it a bounded while to catch up.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (checkpoints, compacted) = (
+            counter(&mut c, "LogCheckpoints"),
+            counter(&mut c, "LogSegmentsCompacted"),
+        );
+        if checkpoints >= 2 && compacted >= 1 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "maintenance did not run: {checkpoints} checkpoints, {compacted} segments compacted"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let created = counter(&mut c, "LogSegmentsCreated");
+    let live = counter(&mut c, "LogSegments");
+    assert!(live < created, "{live} of {created} segments still present");
+    drop(c);
+    let data = server.kill9();
+
+    let server = Server::start_in(data, 1, "uring", &flags);
+    let mut c = server.client();
+    assert_eq!(counter(&mut c, "RecoveryFromCheckpoint"), 1);
+    let replayed = counter(&mut c, "RecoveryRecordsReplayed");
+    assert!(replayed < writes, "replayed {replayed} of {writes} records");
+    assert_eq!(counter(&mut c, "LogCorruptions"), 0);
+    for k in 0..KEYS {
+        let key = item(&[("id", s(&format!("k{k}")))]);
+        assert_eq!(
+            c.get_item("kvs", &key, true).unwrap(),
+            Some(version(k, ROUNDS - 1)),
+            "key {k}"
+        );
+    }
+    assert_eq!(c.describe_table("kvs").unwrap().item_count, KEYS as u64);
 }

@@ -32,6 +32,7 @@ impl Core {
             id: shard_id,
             tables,
             store,
+            ..
         } = &mut *shard;
         let t = tables.get(table).ok_or_else(|| table_not_found(table))?;
         let info = validate_item(item, &t.schema)?;
@@ -146,6 +147,7 @@ impl Core {
             id: shard_id,
             tables,
             store,
+            ..
         } = &mut *shard;
         let t = tables.get(table).ok_or_else(|| table_not_found(table))?;
         let (pk, sk) = validate_key(key_item, &t.schema)?;
