@@ -107,7 +107,10 @@ pub struct Header {
 const _: () = assert!(HEADER_LEN == 4 + 1 + 1 + 2 + 8 + 4 + 4 + 4 + 4);
 const _: () = assert!(FRAME_BODY_MAX_BYTES < u32::MAX as usize);
 
-/// Why a byte stream is not a valid frame. Every variant ends the connection.
+/// Why a byte stream is not a valid frame. Every variant but `UnknownOpcode` ends the
+/// connection: the stream cannot be trusted past it. An unknown opcode in an otherwise
+/// valid header is a whole frame of a kind this side does not know: it is answered and
+/// skipped ([`FrameError::skippable_len`]), so a newer client can probe an older server.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum FrameError {
@@ -115,8 +118,16 @@ pub enum FrameError {
     BadMagic(u32),
     #[error("unsupported protocol version {0} (this build speaks {VERSION})")]
     BadVersion(u8),
-    #[error("unknown opcode {0}")]
-    UnknownOpcode(u8),
+    #[error(
+        "unknown operation code {opcode}: this server knows opcodes 1 to {}",
+        Opcode::ALL.len()
+    )]
+    UnknownOpcode {
+        opcode: u8,
+        request_id: u64,
+        /// Header and body: what to skip to reach the next frame.
+        frame_len: usize,
+    },
     #[error("unknown flag bits {0:#06x}")]
     UnknownFlags(u16),
     #[error("reserved header field is {0}, must be 0")]
@@ -124,24 +135,49 @@ pub enum FrameError {
     #[error("frame body of {0} bytes exceeds the maximum of {FRAME_BODY_MAX_BYTES}")]
     TooLarge(u32),
     #[error("body CRC32 mismatch: header says {expected:#010x}, body has {actual:#010x}")]
-    BadCrc { expected: u32, actual: u32 },
+    BadCrc {
+        expected: u32,
+        actual: u32,
+        /// The header was valid: the error reply names the request.
+        opcode: Opcode,
+        request_id: u64,
+    },
+}
+
+impl FrameError {
+    /// For an error that does not end the stream, the bytes of the frame to skip (once
+    /// that many are buffered) before parsing the next one.
+    pub fn skippable_len(&self) -> Option<usize> {
+        match self {
+            FrameError::UnknownOpcode { frame_len, .. } => Some(*frame_len),
+            _ => None,
+        }
+    }
+
+    /// The opcode byte and request id an error reply should carry: the request's when its
+    /// header could be read, else opcode 1 (Hello) and request id 0.
+    pub fn reply_to(&self) -> (u8, u64) {
+        match self {
+            FrameError::UnknownOpcode {
+                opcode, request_id, ..
+            } => (*opcode, *request_id),
+            FrameError::BadCrc {
+                opcode, request_id, ..
+            } => (*opcode as u8, *request_id),
+            _ => (Opcode::Hello as u8, 0),
+        }
+    }
 }
 
 impl Header {
-    /// Writes the header for `body` (computing its CRC) into `out[..HEADER_LEN]`.
+    /// Writes the header into `out[..HEADER_LEN]`.
     pub fn write(&self, out: &mut [u8; HEADER_LEN]) {
-        out[0..4].copy_from_slice(&MAGIC.to_le_bytes());
-        out[4] = VERSION;
-        out[5] = self.opcode as u8;
-        out[6..8].copy_from_slice(&self.flags.to_le_bytes());
-        out[8..16].copy_from_slice(&self.request_id.to_le_bytes());
-        out[16..20].copy_from_slice(&self.body_len.to_le_bytes());
-        out[20..24].copy_from_slice(&self.body_crc32.to_le_bytes());
-        out[24..28].copy_from_slice(&self.shard_hint.to_le_bytes());
-        out[28..32].copy_from_slice(&0u32.to_le_bytes());
+        write_header(out, self.opcode as u8, self);
     }
 
-    /// Decodes and checks a header (everything but the body CRC).
+    /// Decodes and checks a header (everything but the body CRC). The opcode is checked
+    /// last, so `UnknownOpcode` means every other field is valid (and the frame can be
+    /// skipped).
     pub fn read(bytes: &[u8; HEADER_LEN]) -> Result<Header, FrameError> {
         let u32_at = |at: usize| {
             u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
@@ -153,13 +189,13 @@ impl Header {
         if bytes[4] != VERSION {
             return Err(FrameError::BadVersion(bytes[4]));
         }
-        let opcode = Opcode::from_u8(bytes[5]).ok_or(FrameError::UnknownOpcode(bytes[5]))?;
         let flags = u16::from_le_bytes([bytes[6], bytes[7]]);
         if flags & !FLAGS_KNOWN != 0 {
             return Err(FrameError::UnknownFlags(flags & !FLAGS_KNOWN));
         }
         let mut id = [0u8; 8];
         id.copy_from_slice(&bytes[8..16]);
+        let request_id = u64::from_le_bytes(id);
         let body_len = u32_at(16);
         if body_len as usize > FRAME_BODY_MAX_BYTES {
             return Err(FrameError::TooLarge(body_len));
@@ -168,15 +204,33 @@ impl Header {
         if reserved != 0 {
             return Err(FrameError::Reserved(reserved));
         }
+        let opcode = Opcode::from_u8(bytes[5]).ok_or(FrameError::UnknownOpcode {
+            opcode: bytes[5],
+            request_id,
+            frame_len: HEADER_LEN + body_len as usize,
+        })?;
         Ok(Header {
             opcode,
             flags,
-            request_id: u64::from_le_bytes(id),
+            request_id,
             body_len,
             body_crc32: u32_at(20),
             shard_hint: u32_at(24),
         })
     }
+}
+
+/// The header bytes of `h`, with `opcode` as the opcode byte.
+fn write_header(out: &mut [u8; HEADER_LEN], opcode: u8, h: &Header) {
+    out[0..4].copy_from_slice(&MAGIC.to_le_bytes());
+    out[4] = VERSION;
+    out[5] = opcode;
+    out[6..8].copy_from_slice(&h.flags.to_le_bytes());
+    out[8..16].copy_from_slice(&h.request_id.to_le_bytes());
+    out[16..20].copy_from_slice(&h.body_len.to_le_bytes());
+    out[20..24].copy_from_slice(&h.body_crc32.to_le_bytes());
+    out[24..28].copy_from_slice(&h.shard_hint.to_le_bytes());
+    out[28..32].copy_from_slice(&0u32.to_le_bytes());
 }
 
 /// A whole frame, borrowing its body from the receive buffer.
@@ -201,6 +255,8 @@ pub fn parse_frame(buf: &[u8]) -> Result<Option<(Frame<'_>, usize)>, FrameError>
         return Err(FrameError::BadCrc {
             expected: frame.header.body_crc32,
             actual,
+            opcode: frame.header.opcode,
+            request_id: frame.header.request_id,
         });
     }
     Ok(Some((frame, used)))
@@ -229,11 +285,15 @@ pub fn parse_frame_without_crc(buf: &[u8]) -> Result<Option<(Frame<'_>, usize)>,
 }
 
 /// How many bytes the frame starting at `buf` occupies, once its header is complete
-/// (`Ok(None)` before that). Lets a receiver size a reassembly buffer.
+/// (`Ok(None)` before that). Lets a receiver size a reassembly buffer. A frame with an
+/// unknown opcode has a length too (it is skipped whole).
 pub fn frame_len(buf: &[u8]) -> Result<Option<usize>, FrameError> {
     match buf.first_chunk::<HEADER_LEN>() {
         None => Ok(None),
-        Some(head) => Ok(Some(HEADER_LEN + Header::read(head)?.body_len as usize)),
+        Some(head) => match Header::read(head) {
+            Ok(h) => Ok(Some(HEADER_LEN + h.body_len as usize)),
+            Err(e) => e.skippable_len().map(Some).ok_or(e),
+        },
     }
 }
 
@@ -249,6 +309,19 @@ pub fn write_frame(
     shard_hint: u32,
     body_parts: &[&[u8]],
 ) {
+    write_frame_raw(out, opcode as u8, flags, request_id, shard_hint, body_parts)
+}
+
+/// [`write_frame`] with the opcode as a byte: for the reply to an opcode this build does
+/// not know, which echoes it.
+pub fn write_frame_raw(
+    out: &mut Vec<u8>,
+    opcode: u8,
+    flags: u16,
+    request_id: u64,
+    shard_hint: u32,
+    body_parts: &[&[u8]],
+) {
     let body_len: usize = body_parts.iter().map(|p| p.len()).sum();
     assert!(
         body_len <= FRAME_BODY_MAX_BYTES,
@@ -259,7 +332,8 @@ pub fn write_frame(
         crc.update(part);
     }
     let header = Header {
-        opcode,
+        // Only `write_header`'s `opcode` byte is written; this field is not.
+        opcode: Opcode::Hello,
         flags,
         request_id,
         body_len: body_len as u32,
@@ -267,7 +341,7 @@ pub fn write_frame(
         shard_hint,
     };
     let mut head = [0u8; HEADER_LEN];
-    header.write(&mut head);
+    write_header(&mut head, opcode, &header);
     out.reserve(HEADER_LEN + body_len);
     out.extend_from_slice(&head);
     for part in body_parts {
@@ -326,8 +400,19 @@ mod tests {
         bad[5] = 200;
         assert_eq!(
             parse_frame(&bad).unwrap_err(),
-            FrameError::UnknownOpcode(200)
+            FrameError::UnknownOpcode {
+                opcode: 200,
+                request_id: 42,
+                frame_len: good.len()
+            }
         );
+        // Skippable: its length is known, and the error names the request.
+        assert_eq!(frame_len(&bad).unwrap(), Some(good.len()));
+        assert_eq!(
+            parse_frame(&bad).unwrap_err().skippable_len(),
+            Some(good.len())
+        );
+        assert_eq!(parse_frame(&bad).unwrap_err().reply_to(), (200, 42));
         let mut bad = good.clone();
         bad[7] = 0x80;
         assert!(matches!(
@@ -340,7 +425,42 @@ mod tests {
         let mut bad = good.clone();
         let last = bad.len() - 1;
         bad[last] ^= 1;
-        assert!(matches!(parse_frame(&bad), Err(FrameError::BadCrc { .. })));
+        let e = parse_frame(&bad).unwrap_err();
+        assert!(matches!(e, FrameError::BadCrc { .. }));
+        assert_eq!(e.reply_to(), (Opcode::GetItem as u8, 42));
+        assert_eq!(e.skippable_len(), None);
+        // An unreadable header is answered as request 0.
+        let mut bad = good.clone();
+        bad[0] = b'X';
+        assert_eq!(parse_frame(&bad).unwrap_err().reply_to(), (1, 0));
+    }
+
+    #[test]
+    fn a_raw_opcode_is_written_as_given() {
+        let mut out = Vec::new();
+        write_frame_raw(
+            &mut out,
+            250,
+            FLAG_RESPONSE | FLAG_ERROR,
+            7,
+            NO_SHARD_HINT,
+            &[b"x"],
+        );
+        assert_eq!(out[5], 250);
+        assert!(matches!(
+            parse_frame(&out),
+            Err(FrameError::UnknownOpcode {
+                opcode: 250,
+                request_id: 7,
+                ..
+            })
+        ));
+        // Everything but the opcode byte is what `write_frame` writes.
+        let mut known = Vec::new();
+        let flags = FLAG_RESPONSE | FLAG_ERROR;
+        write_frame(&mut known, Opcode::Scan, flags, 7, NO_SHARD_HINT, &[b"x"]);
+        out[5] = Opcode::Scan as u8;
+        assert_eq!(out, known);
     }
 
     #[test]

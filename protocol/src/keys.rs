@@ -363,10 +363,15 @@ pub fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
 /// after the end).
 pub type KeyRange = (Bound<Vec<u8>>, Bound<Vec<u8>>);
 
-/// The key view of a sort-key condition operand, checked against the sort key's type.
-fn condition_operand<'a>(sort: &KeyAttr, value: &'a ArchivedValue) -> Result<KeyRef<'a>, ApiError> {
+/// The key view of a key-condition operand (a Query's partition key value, or a sort-key
+/// condition's operand), checked against the key attribute's type; numbers must be
+/// canonical, as in items.
+pub fn condition_operand<'a>(
+    attr: &KeyAttr,
+    value: &'a ArchivedValue,
+) -> Result<KeyRef<'a>, ApiError> {
     match KeyRef::from_archived(value) {
-        Some(key) if key.scalar_type() == sort.ty => {
+        Some(key) if key.scalar_type() == attr.ty => {
             if let KeyRef::N(n) = key {
                 number::check_canonical(n)?;
             }
@@ -374,9 +379,9 @@ fn condition_operand<'a>(sort: &KeyAttr, value: &'a ArchivedValue) -> Result<Key
         }
         _ => Err(ApiError::validation(format!(
             "One or more parameter values were invalid: Condition parameter type does not match \
-             schema type (sort key {} is {}, operand is {})",
-            sort.name,
-            sort.ty.name(),
+             schema type (key {} is {}, operand is {})",
+            attr.name,
+            attr.ty.name(),
             archived_type_name(value)
         ))),
     }

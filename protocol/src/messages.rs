@@ -17,6 +17,80 @@ use rkyv::{
     rancor::Error as RkyvError,
 };
 
+/// The error type archives are validated with: what bytecheck found wrong and the trail
+/// of fields it was checking (innermost first), so a malformed body is answered with
+/// what was wrong where. One pointer wide; it allocates only when validation fails.
+#[derive(Debug)]
+pub struct ValidationError(Box<ValidationFailure>);
+
+#[derive(Debug)]
+struct ValidationFailure {
+    message: String,
+    trail: Vec<String>,
+}
+
+impl std::fmt::Display for ValidationError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.message)?;
+        for step in &self.0.trail {
+            write!(f, "; {step}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ValidationError {}
+
+impl rkyv::rancor::Source for ValidationError {
+    fn new<T: std::error::Error + Send + Sync + 'static>(source: T) -> Self {
+        ValidationError(Box::new(ValidationFailure {
+            message: source.to_string(),
+            trail: Vec::new(),
+        }))
+    }
+}
+
+impl rkyv::rancor::Trace for ValidationError {
+    fn trace<R>(mut self, trace: R) -> Self
+    where
+        R: std::fmt::Debug + std::fmt::Display + Send + Sync + 'static,
+    {
+        // Bounded: the validator's depth limit bounds the trail, this bounds the text.
+        if self.0.trail.len() < 2 * ARCHIVE_DEPTH_MAX {
+            self.0.trail.push(trace.to_string());
+        }
+        self
+    }
+}
+
+/// A validation error's text with the addresses bytecheck reports (`0x00007f…`) made
+/// offsets into the archive, which is what a client can act on (and no server address
+/// leaks).
+fn describe(e: &ValidationError, bytes: &[u8]) -> String {
+    let text = e.to_string();
+    let base = bytes.as_ptr() as u64;
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text.as_str();
+    while let Some(at) = rest.find("0x") {
+        out.push_str(&rest[..at]);
+        let digits = rest[at + 2..]
+            .bytes()
+            .take_while(u8::is_ascii_hexdigit)
+            .count();
+        let token = &rest[at..at + 2 + digits];
+        match u64::from_str_radix(&token[2..], 16) {
+            Ok(addr) if digits >= 8 && (base..=base + bytes.len() as u64).contains(&addr) => {
+                out.push_str(&format!("offset {}", addr - base));
+            }
+            Ok(_) if digits >= 8 => out.push_str("an address outside the archive"),
+            _ => out.push_str(token),
+        }
+        rest = &rest[at + 2 + digits..];
+    }
+    out.push_str(rest);
+    out
+}
+
 use crate::limits::ARCHIVE_DEPTH_MAX;
 use crate::{ProtocolError, schema::KeySchema, value::Value};
 
@@ -46,7 +120,7 @@ where
 /// a stack can take. Every body and every item goes through here.
 pub fn access<T>(bytes: &[u8]) -> Result<&T, ProtocolError>
 where
-    T: rkyv::Portable + for<'a> CheckBytes<HighValidator<'a, RkyvError>>,
+    T: rkyv::Portable + for<'a> CheckBytes<HighValidator<'a, ValidationError>>,
 {
     let mut validator = rkyv::validation::Validator::new(
         rkyv::validation::archive::ArchiveValidator::with_max_depth(
@@ -55,15 +129,15 @@ where
         ),
         rkyv::validation::shared::SharedValidator::new(),
     );
-    rkyv::api::access_with_context::<T, _, RkyvError>(bytes, &mut validator)
-        .map_err(|e| ProtocolError::InvalidArchive(e.to_string()))
+    rkyv::api::access_with_context::<T, _, ValidationError>(bytes, &mut validator)
+        .map_err(|e| ProtocolError::InvalidArchive(describe(&e, bytes)))
 }
 
 /// Decodes an archived body into owned values (client side, DDL), after [`access`].
 pub fn decode<T>(bytes: &[u8]) -> Result<T, ProtocolError>
 where
     T: Archive,
-    T::Archived: for<'a> CheckBytes<HighValidator<'a, RkyvError>>
+    T::Archived: for<'a> CheckBytes<HighValidator<'a, ValidationError>>
         + rkyv::Deserialize<T, rkyv::api::high::HighDeserializer<RkyvError>>,
 {
     let archived = access::<T::Archived>(bytes)?;
@@ -391,6 +465,33 @@ mod tests {
             },
         };
         assert_eq!(decode::<CreateTableRequest>(&encode(&c)).unwrap(), c);
+    }
+
+    #[test]
+    fn invalid_bodies_say_what_was_wrong_where_in_archive_offsets() {
+        let req = PutItemRequest {
+            table: "t1".into(),
+            item: crate::Item::from_attrs([("id".to_owned(), Value::S("v".repeat(20)))]).encode(),
+            return_values: ReturnValues::AllOld,
+        };
+        let good = encode(&req);
+        let n = good.len();
+        let message = |bytes: &[u8]| match access::<ArchivedPutItemRequest>(bytes) {
+            Err(ProtocolError::InvalidArchive(m)) => m,
+            other => panic!("expected an invalid archive, got {:?}", other.is_ok()),
+        };
+        // A bad enum tag in the last field: named, with the struct and field.
+        let mut bad_tag = good.clone();
+        bad_tag[n - 1] = 9;
+        let m = message(&bad_tag);
+        assert!(m.contains("ArchivedReturnValues"), "{m}");
+        assert!(m.contains("return_values"), "{m}");
+        // A pointer out of the archive: offsets, never addresses.
+        let m = message(&[0xff; 64]);
+        assert!(m.contains("offset"), "{m}");
+        assert!(!m.contains("0x0000"), "{m}");
+        let m = message(&good[..n - 3]);
+        assert!(!m.contains("0x0000"), "{m}");
     }
 
     #[test]

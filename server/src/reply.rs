@@ -2,7 +2,7 @@
 
 use tern_protocol::ApiError;
 use tern_protocol::frame::{
-    FLAG_ERROR, FLAG_FOUND, FLAG_RESPONSE, NO_SHARD_HINT, Opcode, write_frame,
+    FLAG_ERROR, FLAG_FOUND, FLAG_RESPONSE, NO_SHARD_HINT, Opcode, write_frame, write_frame_raw,
 };
 use tern_protocol::limits::FRAME_BODY_MAX_BYTES;
 use tern_protocol::messages::{ErrorResponse, encode};
@@ -66,6 +66,12 @@ pub const ERROR_MESSAGE_MAX_BYTES: usize = 4096;
 
 /// Appends an error response carrying a DynamoDB error name and message.
 pub fn error(out: &mut Vec<u8>, opcode: Opcode, request_id: u64, err: &ApiError) {
+    error_raw(out, opcode as u8, request_id, err)
+}
+
+/// [`error`] with the opcode as a byte (the reply to an opcode this build does not know
+/// echoes it).
+pub fn error_raw(out: &mut Vec<u8>, opcode: u8, request_id: u64, err: &ApiError) {
     let mut message = err.message.as_str();
     if message.len() > ERROR_MESSAGE_MAX_BYTES {
         let mut cut = ERROR_MESSAGE_MAX_BYTES;
@@ -78,7 +84,7 @@ pub fn error(out: &mut Vec<u8>, opcode: Opcode, request_id: u64, err: &ApiError)
         code: err.code as u16,
         message: message.to_owned(),
     });
-    write_frame(
+    write_frame_raw(
         out,
         opcode,
         FLAG_RESPONSE | FLAG_ERROR,

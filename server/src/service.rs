@@ -38,8 +38,10 @@ pub trait Service {
     /// produced later goes to `conn.deferred` and `Wakeup` is notified.
     fn on_frame(&self, conn: &Rc<ConnCtx>, frame: Frame<'_>, out: &mut Vec<u8>) -> Verdict;
 
-    /// Appends the error frame for a malformed byte stream; the transport closes the
-    /// connection after sending it.
+    /// Appends the error frame for a frame that could not be parsed. When the error is
+    /// skippable (`FrameError::skippable_len`: an unknown opcode) the transport skips the
+    /// frame and keeps reading; otherwise it closes the connection after sending what is
+    /// owed and this frame.
     fn on_frame_error(&self, err: &FrameError, out: &mut Vec<u8>);
 }
 

@@ -128,3 +128,41 @@ fn item_size_limit_is_exact() {
         "the rejected put did not replace the item"
     );
 }
+
+/// A Query's partition key number must be canonical, as numbers in items are: "1.0"
+/// would otherwise hash differently from the stored "1" and silently match nothing.
+#[test]
+fn a_non_canonical_query_partition_key_is_a_validation_error() {
+    use tern_protocol::frame::Opcode;
+    use tern_protocol::messages::encode;
+    let server = Server::start(1, "uring");
+    let mut c = server.client();
+    c.create_table("numq", schema(("id", ScalarType::N), None))
+        .unwrap();
+    c.put_item("numq", &item(&[("id", n(1))])).unwrap();
+    // The archived S and N values share one layout: encode "1.0" as S, then retag it N.
+    let req = QueryRequest {
+        table: "numq".into(),
+        partition_key: s("1.0"),
+        sort_key: None,
+        scan_forward: true,
+        limit: None,
+        exclusive_start_key: None,
+        consistent_read: false,
+    };
+    let mut body = encode(&req);
+    let text = b"1.0\xff\xff\xff\xff\xff";
+    let at = body
+        .windows(9)
+        .position(|w| w[0] == 0 && &w[1..] == text)
+        .expect("the inline S value");
+    body[at] = 1;
+    let e = c.call(None, Opcode::Query, &body).unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::ValidationException), "{e}");
+    // The canonical form finds the item.
+    let page = c.query(&QueryRequest {
+        partition_key: n(1),
+        ..req
+    });
+    assert_eq!(page.unwrap().items.len(), 1);
+}

@@ -385,7 +385,7 @@ impl Core {
     where
         T: rkyv::Archive,
         T::Archived: for<'a> rkyv::bytecheck::CheckBytes<
-                rkyv::api::high::HighValidator<'a, rkyv::rancor::Error>,
+                rkyv::api::high::HighValidator<'a, tern_protocol::messages::ValidationError>,
             > + rkyv::Deserialize<T, rkyv::api::high::HighDeserializer<rkyv::rancor::Error>>,
     {
         let mut frame = Vec::new();

@@ -465,6 +465,16 @@ pub struct CoreService(pub Rc<Core>);
 
 impl Service for CoreService {
     fn on_frame(&self, conn: &Rc<ConnCtx>, frame: Frame<'_>, out: &mut Vec<u8>) -> Verdict {
+        if frame.header.flags & FLAG_FORWARDED != 0 {
+            // Only cores forward, over the mesh: from a socket the flag is a client's
+            // mistake (and would make the owner refuse a misrouted request).
+            let e = ApiError::new(
+                ErrorCode::SerializationException,
+                "the FORWARDED flag is internal to the server: clients send it as 0",
+            );
+            reply::error(out, frame.header.opcode, frame.header.request_id, &e);
+            return Verdict::Close;
+        }
         match self.0.dispatch(frame, out) {
             Outcome::Done => Verdict::Continue,
             Outcome::Malformed => Verdict::Close,
@@ -503,10 +513,15 @@ impl Service for CoreService {
     }
 
     fn on_frame_error(&self, err: &FrameError, out: &mut Vec<u8>) {
-        let e = ApiError::new(
-            ErrorCode::SerializationException,
-            format!("malformed frame: {err}; closing the connection"),
-        );
-        reply::error(out, Opcode::Hello, 0, &e);
+        let (opcode, request_id) = err.reply_to();
+        let e = if err.skippable_len().is_some() {
+            ApiError::new(ErrorCode::UnknownOperationException, err.to_string())
+        } else {
+            ApiError::new(
+                ErrorCode::SerializationException,
+                format!("malformed frame: {err}; closing the connection"),
+            )
+        };
+        reply::error_raw(out, opcode, request_id, &e);
     }
 }

@@ -5,8 +5,8 @@ use std::rc::Rc;
 
 use tern_protocol::frame::Opcode;
 use tern_protocol::keys::{
-    KeyRef, encode_index_key, key_item, partition_hash, partition_hash_range, partition_of,
-    partition_prefix, sort_key_range,
+    condition_operand, encode_index_key, key_item, partition_hash, partition_hash_range,
+    partition_of, partition_prefix, sort_key_range,
 };
 use tern_protocol::limits::PARTITION_COUNT;
 use tern_protocol::messages::*;
@@ -35,14 +35,7 @@ impl Core {
         let t = shard.table(table)?;
         let schema = &t.schema;
         let limit = page_limit(req.limit.as_ref().map(|l| l.to_native()))?;
-        let pk = KeyRef::from_archived(&req.partition_key)
-            .filter(|k| k.scalar_type() == schema.partition.ty)
-            .ok_or_else(|| {
-                ApiError::validation(format!(
-                    "One or more parameter values were invalid: Condition parameter type does not match schema type for key {}",
-                    schema.partition.name
-                ))
-            })?;
+        let pk = condition_operand(&schema.partition, &req.partition_key)?;
         let hash = partition_hash(table, pk);
         if let Some(owner) = self.route(hash, forwarded)? {
             return Ok(Outcome::Forward(owner));
@@ -144,6 +137,12 @@ impl Core {
     pub(super) fn scan(self: &Rc<Self>, id: u64, body: &[u8]) -> OpResult {
         let req = decode::<ScanRequest>(body)?;
         let schema = self.shard.borrow().table(&req.table)?.schema.clone();
+        // Checked here, not in the coordinating task: a blob that is not an item archive
+        // is a malformed body, which closes the connection as it does for every request.
+        if let Some(esk) = &req.exclusive_start_key {
+            check_key_bytes(esk.len())?;
+            access_item(esk)?;
+        }
         let core = self.clone();
         Ok(Outcome::Later(Box::pin(async move {
             let result = core.scan_coordinated(req, schema).await;
@@ -174,10 +173,8 @@ impl Core {
         let mut lower = Bound::Included(seg_lo.to_be_bytes().to_vec());
         let mut pos = seg_lo;
         if let Some(esk) = &req.exclusive_start_key {
-            check_key_bytes(esk.len())?;
-            let start = access_item(esk).map_err(|e| {
-                ApiError::validation(format!("The provided starting key is invalid: {e}"))
-            })?;
+            let start = access_item(esk)
+                .map_err(|e| ApiError::internal(format!("a start key checked on arrival: {e}")))?;
             let (pk, sk) = validate_key(start, &schema)?;
             let hash = partition_hash(&req.table, pk);
             if hash < seg_lo || hash > seg_hi {

@@ -226,11 +226,19 @@ async fn serve_conn(
                     }
                 }
                 Ok(None) => break,
-                Err(e) => {
-                    debug!(conn = ctx.id, error = %e, "malformed frame; answering with an error and closing");
-                    service.on_frame_error(&e, &mut out);
-                    closing = true;
-                }
+                // A whole frame of an unknown kind: answered and skipped.
+                Err(e) => match e.skippable_len() {
+                    Some(len) if end - start >= len => {
+                        service.on_frame_error(&e, &mut out);
+                        start += len;
+                    }
+                    Some(_) => break,
+                    None => {
+                        debug!(conn = ctx.id, error = %e, "malformed frame; answering with an error and closing");
+                        service.on_frame_error(&e, &mut out);
+                        closing = true;
+                    }
+                },
             }
         }
         ctx.take_deferred(&mut out);

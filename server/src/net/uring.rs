@@ -212,7 +212,15 @@ fn dispatch(service: &dyn Service, conn: &mut Conn, data: &[u8]) -> (usize, Stop
                 }
             }
             Ok(None) => return (pos, Stop::NeedMore),
-            Err(e) => return (pos, Stop::Error(e)),
+            // A whole frame of an unknown kind: answered and skipped.
+            Err(e) => match e.skippable_len() {
+                Some(len) if data.len() - pos >= len => {
+                    service.on_frame_error(&e, &mut conn.out);
+                    pos += len;
+                }
+                Some(_) => return (pos, Stop::NeedMore),
+                None => return (pos, Stop::Error(e)),
+            },
         }
     }
 }
@@ -278,6 +286,10 @@ fn feed(service: &dyn Service, conn: &mut Conn, mut data: &[u8]) -> Flow {
                         Verdict::Close => Flow::Close,
                     },
                     Ok(None) => unreachable!("a complete frame parses"),
+                    Err(e) if e.skippable_len().is_some() => {
+                        service.on_frame_error(&e, &mut conn.out);
+                        Flow::Continue
+                    }
                     Err(e) => Flow::Error(e),
                 };
                 conn.backlog = backlog;
