@@ -225,7 +225,7 @@ impl ServerProcess {
     }
 
     /// `ternd --cores 1 --first-cpu CPU --port 0 --data-dir DIR --durability sync|none`;
-    /// waits for its listening line. `dir` should be a fresh directory.
+    /// waits for its readiness line. `dir` should be a fresh directory.
     pub fn start_tern(
         ternd: &Path,
         cpu: usize,
@@ -258,7 +258,7 @@ impl ServerProcess {
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line)?;
         let doc: Json = serde_json::from_str(line.trim())
-            .with_context(|| format!("ternd's first line is not its listening JSON: {line:?}"))?;
+            .with_context(|| format!("ternd's first line is not its readiness JSON: {line:?}"))?;
         let port = doc["shared_port"].as_u64().context("shared_port")? as u16;
         Ok(ServerProcess { child, port })
     }

@@ -1,6 +1,7 @@
 //! tern-server: the thread-per-core tern server (`ternd`).
 //!
-//! * `node`: starts one pinned glommio executor per shard and stops them.
+//! * `node`: starts one pinned glommio executor per shard and stops them; `stop`: the
+//!   stop signal and phase of each shard.
 //! * `net`: client sockets — a per-shard io_uring ring (default) or glommio's sockets.
 //! * `service`: the seam between transports and the core behind them.
 //! * `core`: decode, route by partition, execute or forward; DDL, Scan and batch
@@ -22,4 +23,5 @@ pub mod page;
 pub mod reply;
 pub mod service;
 pub mod shard;
+pub mod stop;
 pub mod topology;

@@ -4,11 +4,14 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
+use std::time::Duration;
 use tern_cache::{Policy, Ttls};
 use tern_server::cache::{CacheSettings, default_cache_bytes};
-use tern_server::limits::SEGMENT_SIZE_MIN_BYTES;
+
+use tern_server::limits::{BIND_RETRY_TIMEOUT_MS, SEGMENT_SIZE_MIN_BYTES, SHUTDOWN_DEADLINE_MS};
 use tern_server::net::NetMode;
 use tern_server::node::{Node, NodeConfig, StorageConfig, layout_shards};
+use tern_storage::glommio_disk::DiskFailpoints;
 use tern_storage::limits::SEGMENT_SIZE_MAX;
 use tern_storage::store::{Durability, StoreConfig};
 
@@ -85,9 +88,16 @@ struct Args {
     /// repeatable.
     #[arg(long, value_parser = parse_table_ttl)]
     table_cache_ttl: Vec<(String, Ttls)>,
+    /// At start, keep retrying a port that is in use for this long (a killed
+    /// predecessor's sockets are released a moment after it dies), in milliseconds.
+    #[arg(long, default_value_t = BIND_RETRY_TIMEOUT_MS)]
+    bind_retry_ms: u64,
     /// Fault injection for tests: every shard's fdatasync fails with EIO after this many.
     #[arg(long, hide = true)]
     inject_sync_failure_after: Option<u64>,
+    /// Fault injection for tests: every shard's fdatasync never completes after this many.
+    #[arg(long, hide = true)]
+    inject_sync_stall_after: Option<u64>,
     /// For tests: refuse new keys once a table's index on a shard holds this many key
     /// bytes (the real bound is ~3.75 GiB, too much to reach in a test).
     #[arg(long, hide = true)]
@@ -175,6 +185,7 @@ fn main() -> anyhow::Result<()> {
         first_cpu: (!args.no_pin).then_some(args.first_cpu),
         net: args.net,
         io_memory_bytes: args.io_memory_kib * 1024,
+        bind_retry: Duration::from_millis(args.bind_retry_ms),
         node_id: args.node_id,
         storage: StorageConfig {
             data_dir: args.data_dir.clone(),
@@ -191,7 +202,10 @@ fn main() -> anyhow::Result<()> {
                     .unwrap_or(StoreConfig::default().index_key_bytes_max),
                 ..StoreConfig::default()
             },
-            fail_sync_after: args.inject_sync_failure_after,
+            failpoints: DiskFailpoints {
+                fail_sync_after: args.inject_sync_failure_after,
+                stall_sync_after: args.inject_sync_stall_after,
+            },
         },
         cache: CacheSettings {
             size_bytes: args.cache_size.unwrap_or_else(default_cache_bytes),
@@ -207,8 +221,11 @@ fn main() -> anyhow::Result<()> {
     let node = Node::start(&config)?;
     let t = &node.topology;
     let ports: Vec<String> = t.shards.iter().map(|(_, p)| p.to_string()).collect();
+    // The readiness line: printed once every shard's transport accepts. (Right after a
+    // predecessor was killed, its sockets may still accept into a backlog nobody reads:
+    // a port that accepts is no readiness check; this line is.)
     println!(
-        "{{\"event\":\"listening\",\"host\":\"{}\",\"shared_port\":{},\"shard_ports\":[{}],\"net\":\"{:?}\"}}",
+        "{{\"event\":\"ready\",\"host\":\"{}\",\"shared_port\":{},\"shard_ports\":[{}],\"net\":\"{:?}\"}}",
         config.host,
         t.shared_port,
         ports.join(","),
@@ -233,9 +250,32 @@ fn main() -> anyhow::Result<()> {
     let signals_handle = signals.handle();
     let stopper = node.stopper();
     let signal_thread = std::thread::spawn(move || {
-        if let Some(sig) = signals.forever().next() {
-            eprintln!("ternd: signal {sig}, shutting down");
-            stopper.stop();
+        let mut signals = signals.forever();
+        let Some(sig) = signals.next() else { return };
+        eprintln!(
+            "ternd: signal {sig}, shutting down (at most {} s; a second signal exits at once)",
+            SHUTDOWN_DEADLINE_MS / 1000
+        );
+        stopper.stop();
+        let watchdog = stopper.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(SHUTDOWN_DEADLINE_MS));
+            let phases: Vec<String> = watchdog
+                .phases()
+                .iter()
+                .enumerate()
+                .map(|(k, p)| format!("shard {k}: {p}"))
+                .collect();
+            eprintln!(
+                "ternd: still stopping {} s after the signal ({}); exiting now",
+                SHUTDOWN_DEADLINE_MS / 1000,
+                phases.join(", ")
+            );
+            std::process::exit(1);
+        });
+        if let Some(again) = signals.next() {
+            eprintln!("ternd: signal {again} again, exiting now");
+            std::process::exit(128 + again);
         }
     });
     let result = node.join();

@@ -7,14 +7,20 @@
 //! thread let them join the two channel meshes and serve, so a node either starts whole
 //! or not at all. Each executor then runs its [`Core`], the flusher (group commit) and a
 //! low-priority maintenance task (checkpoints, compaction, spare segments), and returns
-//! when told to stop, after flushing what it appended. Stopping is a message per core
-//! through a blocking channel awaited with glommio's `spawn_blocking`, so no executor
-//! polls a flag.
+//! when told to stop, after flushing what it appended. `Node::start` returns once every
+//! shard's transport accepts: that is the readiness `ternd` announces.
+//!
+//! Stopping ([`crate::stop`]) is an eventfd per shard that the executor awaits through
+//! glommio, and every step after it is bounded: the transport's drain
+//! (`net::limits::SHUTDOWN_DRAIN_TIMEOUT_MS`), then the log's
+//! (`limits::SHUTDOWN_DRAIN_LOG_TIMEOUT_MS`: a disk that stopped answering cannot hold
+//! the node forever; acknowledged writes are durable already). Each shard records its
+//! [`Phase`] so a caller that gives up waiting can say where it stood.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -22,14 +28,17 @@ use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::{Latency, LocalExecutorBuilder, Placement, Shares};
 use tern_storage::disk::Disk;
 use tern_storage::flush::run_job;
+use tern_storage::glommio_disk::DiskFailpoints;
 use tern_storage::store::StoreConfig;
 
 use crate::cache::{CacheSettings, ShardCacheState};
 use crate::core::{Core, CoreService};
+use crate::limits::{BIND_RETRY_TIMEOUT_MS, SHUTDOWN_DRAIN_LOG_TIMEOUT_MS};
 use crate::mesh::{MESH_CHANNEL_CAPACITY, Mesh, Reply, Request, spawn_loops};
 use crate::net::{self, NetMode};
 use crate::service::{Shutdown, Wakeup};
 use crate::shard::Shard;
+use crate::stop::{Phase, ShardStop};
 use crate::topology::Topology;
 
 /// How to run a node.
@@ -45,6 +54,8 @@ pub struct NodeConfig {
     pub net: NetMode,
     /// glommio's locked I/O memory per executor.
     pub io_memory_bytes: usize,
+    /// How long to keep retrying a port that is in use at start.
+    pub bind_retry: Duration,
     pub node_id: String,
     pub storage: StorageConfig,
     pub cache: CacheSettings,
@@ -61,6 +72,7 @@ impl NodeConfig {
             first_cpu: None,
             net: NetMode::Uring,
             io_memory_bytes: 512 * 1024,
+            bind_retry: Duration::from_millis(BIND_RETRY_TIMEOUT_MS),
             node_id: node_id.to_owned(),
             storage: StorageConfig::for_tests(data_dir),
             cache: CacheSettings::for_tests(),
@@ -74,8 +86,8 @@ pub struct StorageConfig {
     /// Shard k keeps its log and checkpoints in `data_dir/shard-k`.
     pub data_dir: PathBuf,
     pub store: StoreConfig,
-    /// Failpoint (tests): every shard's syncs fail with EIO after this many.
-    pub fail_sync_after: Option<u64>,
+    /// Failpoints (tests): syncs that fail or never complete.
+    pub failpoints: DiskFailpoints,
 }
 
 impl StorageConfig {
@@ -88,7 +100,7 @@ impl StorageConfig {
                 checkpoint_every_bytes: 16 << 20,
                 ..StoreConfig::default()
             },
-            fail_sync_after: None,
+            failpoints: DiskFailpoints::default(),
         }
     }
 
@@ -97,7 +109,7 @@ impl StorageConfig {
         StorageConfig {
             data_dir: data_dir.into(),
             store: StoreConfig::default(),
-            fail_sync_after: None,
+            failpoints: DiskFailpoints::default(),
         }
     }
 }
@@ -241,23 +253,59 @@ async fn compact(core: &Rc<Core>, segment: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Stops a node from any thread.
+/// Stops a node from any thread, and tells how far each shard got.
 #[derive(Debug, Clone)]
-pub struct Stopper(Vec<mpsc::Sender<()>>);
+pub struct Stopper(Vec<Arc<ShardStop>>);
 
 impl Stopper {
+    /// Asks every shard to stop (idempotent).
     pub fn stop(&self) {
         for stop in &self.0 {
-            let _ = stop.send(());
+            stop.stop();
+        }
+    }
+
+    /// Each shard's phase, e.g. for a shutdown that takes too long.
+    pub fn phases(&self) -> Vec<Phase> {
+        self.0.iter().map(|s| s.phase()).collect()
+    }
+}
+
+/// A started node: every shard serves. Dropping it stops the shards (without waiting).
+pub struct Node {
+    pub topology: Topology,
+    stops: Vec<Arc<ShardStop>>,
+    handles: Vec<glommio::ExecutorJoinHandle<anyhow::Result<()>>>,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        for stop in &self.stops {
+            stop.stop();
         }
     }
 }
 
-/// A started node.
-pub struct Node {
-    pub topology: Topology,
-    stops: Vec<mpsc::Sender<()>>,
-    handles: Vec<glommio::ExecutorJoinHandle<anyhow::Result<()>>>,
+/// What one shard's executor needs besides its index.
+struct ShardStart {
+    shard_dir: PathBuf,
+    store_config: StoreConfig,
+    failpoints: DiskFailpoints,
+    topology: Topology,
+    requests: MeshBuilder<Request, glommio::channels::channel_mesh::Full>,
+    replies: MeshBuilder<Reply, glommio::channels::channel_mesh::Full>,
+    mode: NetMode,
+    cache_settings: CacheSettings,
+    shard_count: usize,
+    listeners: net::CoreListeners,
+    stop: Arc<ShardStop>,
+    stop_fd: std::os::fd::OwnedFd,
+    /// Recovery's outcome, once the store is open (a summary, or why it failed).
+    ready: mpsc::Sender<(usize, Result<String, String>)>,
+    /// Whether to go on once every shard recovered.
+    go: mpsc::Receiver<bool>,
+    /// Sent once the transport accepts; dropped unsent if the shard fails first.
+    serving: mpsc::Sender<()>,
 }
 
 impl Node {
@@ -284,13 +332,14 @@ impl Node {
                 }
             })
             .collect::<anyhow::Result<_>>()?;
-        let (shared_port, listeners) = net::bind_listeners(config.host, config.port, &shard_ports)
-            .with_context(|| {
-                format!(
-                    "binding {}:{} and the per-shard ports",
-                    config.host, config.port
-                )
-            })?;
+        let (shared_port, listeners) =
+            net::bind_listeners(config.host, config.port, &shard_ports, config.bind_retry)
+                .with_context(|| {
+                    format!(
+                        "binding {}:{} and the per-shard ports",
+                        config.host, config.port
+                    )
+                })?;
         let shards = listeners
             .iter()
             .enumerate()
@@ -302,117 +351,40 @@ impl Node {
         let mut stops = Vec::new();
         let mut handles = Vec::new();
         let mut gos = Vec::new();
+        let mut servings = Vec::new();
         let (ready_tx, ready_rx) = mpsc::channel::<(usize, Result<String, String>)>();
         for (k, listeners) in listeners.into_iter().enumerate() {
-            let (stop_tx, stop_rx) = mpsc::channel::<()>();
-            stops.push(stop_tx);
-            let (go_tx, go_rx) = mpsc::channel::<bool>();
+            let (stop, stop_fd) = ShardStop::new().context("creating a shard's stop eventfd")?;
+            stops.push(stop.clone());
+            let (go_tx, go) = mpsc::channel::<bool>();
             gos.push(go_tx);
-            let ready_tx = ready_tx.clone();
-            let shard_dir = data_dir.join(format!("shard-{k}"));
-            let store_config = config.storage.store.clone();
-            let fail_sync_after = config.storage.fail_sync_after;
+            let (serving, serving_rx) = mpsc::channel::<()>();
+            servings.push(serving_rx);
+            let start = ShardStart {
+                shard_dir: data_dir.join(format!("shard-{k}")),
+                store_config: config.storage.store.clone(),
+                failpoints: config.storage.failpoints,
+                topology: topology.clone(),
+                requests: requests.clone(),
+                replies: replies.clone(),
+                mode: config.net,
+                cache_settings: config.cache.clone(),
+                shard_count: config.shards,
+                listeners,
+                stop,
+                stop_fd,
+                ready: ready_tx.clone(),
+                go,
+                serving,
+            };
             let placement = match config.first_cpu {
                 Some(first) => Placement::Fixed(first + k),
                 None => Placement::Unbound,
             };
-            let topology = topology.clone();
-            let requests = requests.clone();
-            let replies = replies.clone();
-            let mode = config.net;
-            let cache_settings = config.cache.clone();
-            let shard_count = config.shards;
             let handle = LocalExecutorBuilder::new(placement)
                 .name(&format!("tern-shard-{k}"))
                 .io_memory(config.io_memory_bytes)
-                .spawn(move || async move {
-                    // Recover first; join the meshes only once every shard has.
-                    let opened = Shard::open(k as u32, &shard_dir, store_config, fail_sync_after);
-                    let shard = match opened {
-                        Ok((shard, report)) => {
-                            let summary = format!(
-                                "shard {k}: recovered {} item(s) from {} ({} record(s), {} byte(s) of log replayed{}{}) in {:.3} s",
-                                report.items,
-                                shard_dir.display(),
-                                report.records_replayed,
-                                report.bytes_replayed,
-                                report
-                                    .checkpoint
-                                    .as_ref()
-                                    .map_or(String::new(), |c| format!(" after checkpoint {c}")),
-                                report.torn_tail.map_or(String::new(), |(seg, at, n)| format!(
-                                    "; cut a torn tail of {n} byte(s) at segment {seg} offset {at}"
-                                )),
-                                report.elapsed.as_secs_f64(),
-                            );
-                            for bad in &report.bad_checkpoints {
-                                tracing::warn!("shard {k}: skipped checkpoint {bad}");
-                            }
-                            if let Some(c) = &report.corruption {
-                                tracing::error!(
-                                    "shard {k}: LOG CORRUPTION in {}: {c}. This shard refuses every request (its data cannot be verified); the other shards serve. Restore the directory from a replica or backup.",
-                                    shard_dir.display()
-                                );
-                            }
-                            let _ = ready_tx.send((k, Ok(summary)));
-                            shard
-                        }
-                        Err(e) => {
-                            let msg = format!("shard {k}: opening {}: {e}", shard_dir.display());
-                            let _ = ready_tx.send((k, Err(msg.clone())));
-                            bail!(msg);
-                        }
-                    };
-                    let go = glommio::executor()
-                        .spawn_blocking(move || go_rx.recv().unwrap_or(false))
-                        .await;
-                    if !go {
-                        return Ok(());
-                    }
-                    let (req_tx, req_rx) = requests
-                        .join()
-                        .await
-                        .map_err(|_| anyhow::anyhow!("shard {k}: joining the request mesh failed"))?;
-                    let (rep_tx, rep_rx) = replies
-                        .join()
-                        .await
-                        .map_err(|_| anyhow::anyhow!("shard {k}: joining the reply mesh failed"))?;
-                    let mesh = Mesh::new(k as u32, req_tx, rep_tx);
-                    let cache = ShardCacheState::new(&cache_settings, shard_count);
-                    let core = Core::new(topology, mesh.clone(), shard, cache);
-                    glommio::spawn_local(run_flusher(core.clone())).detach();
-                    let maintenance = glommio::executor().create_task_queue(
-                        Shares::Static(100),
-                        Latency::NotImportant,
-                        "maintenance",
-                    );
-                    glommio::spawn_local_into(run_maintenance(core.clone()), maintenance)
-                        .map_err(|e| anyhow::anyhow!("shard {k}: starting maintenance: {e}"))?
-                        .detach();
-                    let handler_core = core.clone();
-                    spawn_loops(mesh, req_rx, rep_rx, move |call| handler_core.clone().handle_call(call));
-                    let shutdown = Shutdown::default();
-                    let trigger = shutdown.clone();
-                    glommio::spawn_local(async move {
-                        // Returns on a stop message or when the node handle is dropped.
-                        let _ = glommio::executor().spawn_blocking(move || stop_rx.recv()).await;
-                        trigger.trigger();
-                    })
-                    .detach();
-                    let served = net::serve(
-                        mode,
-                        listeners,
-                        Rc::new(CoreService(core.clone())),
-                        Wakeup::new(),
-                        shutdown,
-                    )
-                    .await
-                    .with_context(|| format!("shard {k}: serving sockets"));
-                    // Whatever was appended reaches the disk before the executor ends
-                    // (with --durability none, that includes acknowledged writes).
-                    core.drained().await;
-                    served
-                })
+                .spawn(move || run_shard(k, start))
                 .map_err(|e| {
                     anyhow::anyhow!(
                         "could not start the executor of shard {k}: {e}. If this is about locked \
@@ -438,17 +410,27 @@ impl Node {
         for go in &gos {
             let _ = go.send(ok);
         }
-        if !ok {
-            for h in handles {
-                let _ = h.join();
-            }
-            bail!("{}", failures.join("; "));
-        }
-        Ok(Node {
+        let mut node = Node {
             topology,
             stops,
             handles,
-        })
+        };
+        if !ok {
+            let _ = node.join_all();
+            bail!("{}", failures.join("; "));
+        }
+        // Ready only once every transport accepts: a shard whose executor failed first
+        // drops its sender unsent.
+        for (k, serving) in servings.iter().enumerate() {
+            if serving.recv().is_err() {
+                let why = node
+                    .join_all()
+                    .err()
+                    .map_or_else(|| "it ended".to_owned(), |e| format!("{e:#}"));
+                bail!("shard {k} did not start serving: {why}");
+            }
+        }
+        Ok(node)
     }
 
     /// Asks every shard to stop (stop accepting, close connections).
@@ -462,23 +444,187 @@ impl Node {
     }
 
     /// Waits for every shard to stop; the first error wins.
-    pub fn join(self) -> anyhow::Result<()> {
-        let Node { stops, handles, .. } = self;
+    pub fn join(mut self) -> anyhow::Result<()> {
+        self.join_all()
+    }
+
+    /// Joins every executor; one failing stops the others.
+    fn join_all(&mut self) -> anyhow::Result<()> {
         let mut first_err = None;
-        for (k, h) in handles.into_iter().enumerate() {
+        for (k, h) in std::mem::take(&mut self.handles).into_iter().enumerate() {
             let result = match h.join() {
                 Ok(r) => r,
                 Err(e) => Err(anyhow::anyhow!("shard {k} executor failed: {e}")),
             };
             if let Err(e) = result {
                 // One shard failing stops the node: tell the others.
-                for stop in &stops {
-                    let _ = stop.send(());
+                for stop in &self.stops {
+                    stop.stop();
                 }
                 first_err.get_or_insert(e);
             }
         }
-        drop(stops);
         first_err.map_or(Ok(()), Err)
     }
+}
+
+/// One shard's executor, from recovery to the end of its shutdown.
+async fn run_shard(k: usize, start: ShardStart) -> anyhow::Result<()> {
+    let ShardStart {
+        shard_dir,
+        store_config,
+        failpoints,
+        topology,
+        requests,
+        replies,
+        mode,
+        cache_settings,
+        shard_count,
+        listeners,
+        stop,
+        stop_fd,
+        ready,
+        go,
+        serving,
+    } = start;
+    // Recover first; join the meshes only once every shard has.
+    let shard = match Shard::open(k as u32, &shard_dir, store_config, failpoints) {
+        Ok((shard, report)) => {
+            let summary = format!(
+                "shard {k}: recovered {} item(s) from {} ({} record(s), {} byte(s) of log replayed{}{}) in {:.3} s",
+                report.items,
+                shard_dir.display(),
+                report.records_replayed,
+                report.bytes_replayed,
+                report
+                    .checkpoint
+                    .as_ref()
+                    .map_or(String::new(), |c| format!(" after checkpoint {c}")),
+                report
+                    .torn_tail
+                    .map_or(String::new(), |(seg, at, n)| format!(
+                        "; cut a torn tail of {n} byte(s) at segment {seg} offset {at}"
+                    )),
+                report.elapsed.as_secs_f64(),
+            );
+            for bad in &report.bad_checkpoints {
+                tracing::warn!("shard {k}: skipped checkpoint {bad}");
+            }
+            if let Some(c) = &report.corruption {
+                tracing::error!(
+                    "shard {k}: LOG CORRUPTION in {}: {c}. This shard refuses every request (its data cannot be verified); the other shards serve. Restore the directory from a replica or backup.",
+                    shard_dir.display()
+                );
+            }
+            let _ = ready.send((k, Ok(summary)));
+            shard
+        }
+        Err(e) => {
+            let msg = format!("shard {k}: opening {}: {e}", shard_dir.display());
+            let _ = ready.send((k, Err(msg.clone())));
+            bail!(msg);
+        }
+    };
+    // A blocking wait of the startup handshake only (the stop signal has its own
+    // eventfd, so glommio's blocking thread is free again after this).
+    let go = glommio::executor()
+        .spawn_blocking(move || go.recv().unwrap_or(false))
+        .await;
+    if !go {
+        return Ok(());
+    }
+    let (req_tx, req_rx) = requests
+        .join()
+        .await
+        .map_err(|_| anyhow::anyhow!("shard {k}: joining the request mesh failed"))?;
+    let (rep_tx, rep_rx) = replies
+        .join()
+        .await
+        .map_err(|_| anyhow::anyhow!("shard {k}: joining the reply mesh failed"))?;
+    let mesh = Mesh::new(k as u32, req_tx, rep_tx);
+    let cache = ShardCacheState::new(&cache_settings, shard_count);
+    let core = Core::new(topology, mesh.clone(), shard, cache);
+    glommio::spawn_local(run_flusher(core.clone())).detach();
+    let maintenance = glommio::executor().create_task_queue(
+        Shares::Static(100),
+        Latency::NotImportant,
+        "maintenance",
+    );
+    glommio::spawn_local_into(run_maintenance(core.clone()), maintenance)
+        .map_err(|e| anyhow::anyhow!("shard {k}: starting maintenance: {e}"))?
+        .detach();
+    let handler_core = core.clone();
+    spawn_loops(mesh, req_rx, rep_rx, move |call| {
+        handler_core.clone().handle_call(call)
+    });
+    let shutdown = Shutdown::default();
+    glommio::spawn_local(crate::stop::watch(stop_fd, shutdown.clone())).detach();
+    let phase = stop.clone();
+    let served = net::serve(
+        mode,
+        listeners,
+        Rc::new(CoreService(core.clone())),
+        Wakeup::new(),
+        shutdown.clone(),
+        Box::new(move || {
+            phase.set_phase(Phase::Serving);
+            let _ = serving.send(());
+        }),
+    );
+    // The transport returns once the stop is asked (or it failed).
+    let served = {
+        let stopping = stop.clone();
+        let trigger = shutdown.clone();
+        futures_lite::future::or(served, async move {
+            trigger.wait().await;
+            stopping.set_phase(Phase::StoppingTransport);
+            std::future::pending().await
+        })
+        .await
+        .with_context(|| format!("shard {k}: serving sockets"))
+    };
+    // Whatever was appended reaches the disk before the executor ends (with
+    // --durability none, that includes acknowledged writes), unless the disk stopped
+    // answering: then the shard stops anyway rather than hold the node forever.
+    stop.set_phase(Phase::DrainingLog);
+    let drained = futures_lite::future::or(
+        async {
+            core.drained().await;
+            true
+        },
+        async {
+            glommio::timer::sleep(Duration::from_millis(SHUTDOWN_DRAIN_LOG_TIMEOUT_MS)).await;
+            false
+        },
+    )
+    .await;
+    if !drained {
+        let shard = core.shard().borrow();
+        let store = &shard.store;
+        tracing::error!(
+            "shard {k}: the log did not reach the disk within {} ms of shutdown ({} byte(s) \
+             not yet written{}); stopping without it. Writes not acknowledged were not \
+             applied{}",
+            SHUTDOWN_DRAIN_LOG_TIMEOUT_MS,
+            store.unwritten_bytes(),
+            if store.flush_in_progress() {
+                ", a write or sync to the disk still unanswered"
+            } else {
+                ""
+            },
+            match store.config().durability {
+                tern_storage::store::Durability::Sync => {
+                    "; every acknowledged write was synced before its acknowledgement."
+                }
+                tern_storage::store::Durability::None => {
+                    "; with --durability none, acknowledged writes not yet written are lost."
+                }
+            }
+        );
+    }
+    stop.set_phase(Phase::Stopped);
+    if !drained {
+        bail!("shard {k}: stopped before its log reached the disk (see the error above)");
+    }
+    served
 }

@@ -13,7 +13,7 @@ use tern_protocol::limits::TABLE_NAME_MAX_LEN;
 use tern_protocol::messages::{Counter, ShardStats, TableDescription, TableStatus};
 use tern_protocol::{ApiError, ErrorCode, KeyAttr, KeySchema, ScalarType};
 use tern_storage::catalog::{KeyAttrDesc, KeyType, TableDesc};
-use tern_storage::glommio_disk::GlommioDisk;
+use tern_storage::glommio_disk::{DiskFailpoints, GlommioDisk};
 use tern_storage::store::{LogPos, RecoveryReport, Store, StoreConfig, StoreError};
 
 /// One table as this shard knows it.
@@ -116,12 +116,10 @@ impl Shard {
         id: u32,
         dir: &Path,
         config: StoreConfig,
-        fail_sync_after: Option<u64>,
+        failpoints: DiskFailpoints,
     ) -> std::io::Result<(Shard, RecoveryReport)> {
         let disk = GlommioDisk::open(dir)?;
-        if let Some(n) = fail_sync_after {
-            disk.fail_sync_after(n);
-        }
+        disk.set_failpoints(failpoints);
         let (store, report) = Store::open(disk, config)?;
         let tables = store
             .tables()

@@ -97,7 +97,7 @@ fn get_item_hit_allocates_nothing_and_returns_the_put_bytes() {
                 durability: Durability::None,
                 ..StoreConfig::default()
             };
-            let (shard, _) = Shard::open(0, data.path(), config, None).unwrap();
+            let (shard, _) = Shard::open(0, data.path(), config, Default::default()).unwrap();
             let core = Core::new(
                 Topology::new("t".into(), 0, vec![(0, 0)]),
                 Mesh::new(0, req_tx, rep_tx),

@@ -8,6 +8,7 @@ mod support;
 use std::collections::HashSet;
 use std::io::ErrorKind;
 use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
 
 use tern_server::net::{self, NetMode};
 
@@ -28,7 +29,7 @@ for_each_scenario!(both_modes);
 #[test]
 fn bind_listeners_shares_one_port_across_cores() {
     let host = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    let (shared, cores) = net::bind_listeners(host, 0, &[0, 0, 0]).unwrap();
+    let (shared, cores) = net::bind_listeners(host, 0, &[0, 0, 0], Duration::ZERO).unwrap();
     assert_eq!(cores.len(), 3);
     let mut shard_ports = HashSet::new();
     for core in &cores {
@@ -39,7 +40,7 @@ fn bind_listeners_shares_one_port_across_cores() {
     }
     // A fixed shared port is honoured, and a taken shard port is reported.
     let taken = cores[0].shard_port;
-    let err = net::bind_listeners(host, 0, &[taken]).unwrap_err();
+    let err = net::bind_listeners(host, 0, &[taken], Duration::ZERO).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::AddrInUse);
     assert!(err.to_string().contains(&taken.to_string()), "{err}");
 }

@@ -66,6 +66,19 @@ struct Inner {
     filling: RefCell<bool>,
     /// Failpoint: syncs left before every sync fails with EIO (`None`: never).
     syncs_before_failure: Cell<Option<u64>>,
+    /// Failpoint: syncs left before every sync never completes (`None`: never).
+    syncs_before_stall: Cell<Option<u64>>,
+}
+
+/// Fault injection for tests (`ternd`'s hidden `--inject-sync-*` flags).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DiskFailpoints {
+    /// After this many successful syncs, every sync fails with EIO, as a failing device
+    /// would.
+    pub fail_sync_after: Option<u64>,
+    /// After this many successful syncs, every sync hangs forever, as a device that
+    /// stopped answering would.
+    pub stall_sync_after: Option<u64>,
 }
 
 fn to_io<T: std::fmt::Debug>(e: glommio::GlommioError<T>) -> io::Error {
@@ -91,14 +104,15 @@ impl GlommioDisk {
                 spare: RefCell::new(None),
                 filling: RefCell::new(false),
                 syncs_before_failure: Cell::new(None),
+                syncs_before_stall: Cell::new(None),
             }),
         })
     }
 
-    /// Failpoint for fault-injection tests (`ternd --inject-sync-failure-after`): after
-    /// `n` more successful syncs, every sync fails with EIO as a failing device would.
-    pub fn fail_sync_after(&self, n: u64) {
-        self.inner.syncs_before_failure.set(Some(n));
+    /// Arms the failpoints (tests).
+    pub fn set_failpoints(&self, f: DiskFailpoints) {
+        self.inner.syncs_before_failure.set(f.fail_sync_after);
+        self.inner.syncs_before_stall.set(f.stall_sync_after);
     }
 
     pub fn dir(&self) -> &Path {
@@ -272,6 +286,11 @@ impl Disk for GlommioDisk {
         match self.inner.syncs_before_failure.get() {
             Some(0) => return Err(io::Error::from_raw_os_error(libc_eio())),
             Some(n) => self.inner.syncs_before_failure.set(Some(n - 1)),
+            None => {}
+        }
+        match self.inner.syncs_before_stall.get() {
+            Some(0) => std::future::pending::<()>().await,
+            Some(n) => self.inner.syncs_before_stall.set(Some(n - 1)),
             None => {}
         }
         let f = self.file(name).await?;

@@ -19,7 +19,7 @@ pub struct Server {
 
 impl Server {
     /// Starts `ternd --port 0 --cores N --no-pin --net MODE` on a fresh data directory
-    /// and waits until it listens.
+    /// and waits until it is ready (every shard serves).
     pub fn start(cores: usize, net: &str) -> Server {
         let data = Rc::new(tempfile::tempdir().expect("data dir"));
         Server::start_in(data, cores, net, &[])
@@ -32,9 +32,23 @@ impl Server {
         net: &str,
         extra: &[&str],
     ) -> Server {
+        Server::launch(data, cores, net, 0, extra, Stdio::inherit())
+    }
+
+    /// Starts `ternd --port PORT` (0: ephemeral) with its stderr going to `stderr`.
+    pub fn launch(
+        data: Rc<tempfile::TempDir>,
+        cores: usize,
+        net: &str,
+        port: u16,
+        extra: &[&str],
+        stderr: Stdio,
+    ) -> Server {
         let dir: &Path = data.path();
         let mut child = Command::new(env!("CARGO_BIN_EXE_ternd"))
-            .args(["--port", "0", "--no-pin", "--net", net, "--cores"])
+            .args(["--no-pin", "--net", net, "--port"])
+            .arg(port.to_string())
+            .arg("--cores")
             .arg(cores.to_string())
             .arg("--data-dir")
             .arg(dir)
@@ -43,7 +57,7 @@ impl Server {
             .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("spawn ternd");
         let stdout = child.stdout.take().expect("stdout piped");
@@ -52,9 +66,9 @@ impl Server {
             .read_line(&mut line)
             .expect("read ternd stdout");
         let doc: serde_json::Value = serde_json::from_str(line.trim()).unwrap_or_else(|e| {
-            panic!("ternd's first line is not the listening JSON ({e}): {line:?}")
+            panic!("ternd's first line is not the readiness JSON ({e}): {line:?}")
         });
-        assert_eq!(doc["event"], "listening", "{line}");
+        assert_eq!(doc["event"], "ready", "{line}");
         let shared_port = doc["shared_port"].as_u64().expect("shared_port") as u16;
         let shard_ports: Vec<u16> = doc["shard_ports"]
             .as_array()
@@ -79,6 +93,14 @@ impl Server {
         self.data.clone()
     }
 
+    /// SIGKILL without waiting for the process to be gone (a supervisor that restarts at
+    /// once): returns the data directory and the dying process, to reap later.
+    pub fn kill9_now(mut self) -> (Rc<tempfile::TempDir>, Child) {
+        let mut child = self.child.take().expect("running");
+        let _ = child.kill();
+        (self.data.clone(), child)
+    }
+
     pub fn endpoint(&self) -> String {
         format!("127.0.0.1:{}", self.shared_port)
     }
@@ -93,21 +115,35 @@ impl Server {
 
     /// Sends SIGTERM and waits (bounded) for a clean exit; returns the exit status.
     pub fn stop(mut self) -> std::process::ExitStatus {
+        self.signal("TERM");
+        self.wait_exit(Duration::from_secs(10))
+            .unwrap_or_else(|| panic!("ternd did not exit within 10 s of SIGTERM"))
+    }
+
+    /// Sends a signal by name (`TERM`, `INT`, ...).
+    pub fn signal(&self, name: &str) {
+        let pid = self.child.as_ref().expect("running").id();
+        // Plain kill(2) is not in std: use the `kill` command.
+        let sent = Command::new("kill")
+            .args([&format!("-{name}"), &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -{name} {pid}");
+    }
+
+    /// Waits up to `timeout` for the process to exit; `None` (and the process killed) if
+    /// it did not.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
         let mut child = self.child.take().expect("running");
-        let pid = child.id() as i32;
-        // SAFETY-free: plain kill(2) through the libc-free std API is not available, so use
-        // the `kill` command.
-        let _ = Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = child.try_wait().expect("try_wait") {
-                return status;
+                return Some(status);
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                panic!("ternd did not exit within 10 s of SIGTERM");
+                let _ = child.wait();
+                return None;
             }
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -13,4 +13,5 @@ mod kill9;
 mod limits;
 mod paging;
 mod protocol;
+mod shutdown;
 mod tables;

@@ -21,6 +21,7 @@ use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::rc::Rc;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
@@ -29,7 +30,7 @@ use crate::service::{Service, Shutdown, Wakeup};
 pub mod limits;
 mod sys;
 
-pub(crate) use sys::coarse_monotonic_ms;
+pub(crate) use sys::{coarse_monotonic_ms, eventfd, eventfd_into_glommio};
 mod tcp;
 mod uring;
 
@@ -48,15 +49,34 @@ pub struct CoreListeners {
 /// shared port with SO_REUSEPORT. When `shared_port` is 0 the first core's bind picks the
 /// port and the others join it. Returns the shared port and the listeners, nonblocking,
 /// with a backlog of [`limits::LISTEN_BACKLOG`]. Run it before the executors start.
+///
+/// A port still in use is retried for up to `retry_for` (a killed predecessor's
+/// listening sockets are released by the kernel asynchronously, a moment after its
+/// death), saying so once. The shared port is first bound alone, without SO_REUSEPORT:
+/// that fails while any listener still holds it, so a new node never joins a dead one's
+/// SO_REUSEPORT group, whose backlog would swallow connections.
 pub fn bind_listeners(
     host: IpAddr,
     shared_port: u16,
     shard_ports: &[u16],
+    retry_for: Duration,
 ) -> io::Result<(u16, Vec<CoreListeners>)> {
+    let deadline = Instant::now() + retry_for;
     let mut shared_port = shared_port;
+    if shared_port != 0 {
+        retrying(
+            SocketAddr::new(host, shared_port),
+            deadline,
+            probe_exclusive,
+        )
+        .map_err(|e| annotate(e, format!("binding the shared port {host}:{shared_port}")))?;
+    }
     let mut cores = Vec::with_capacity(shard_ports.len());
     for (core, &port) in shard_ports.iter().enumerate() {
-        let shared = bind(SocketAddr::new(host, shared_port), true).map_err(|e| {
+        let shared = retrying(SocketAddr::new(host, shared_port), deadline, |a| {
+            bind(a, true)
+        })
+        .map_err(|e| {
             annotate(
                 e,
                 format!("core {core}: binding the shared port {host}:{shared_port}"),
@@ -65,12 +85,13 @@ pub fn bind_listeners(
         if shared_port == 0 {
             shared_port = shared.local_addr()?.port();
         }
-        let shard = bind(SocketAddr::new(host, port), false).map_err(|e| {
-            annotate(
-                e,
-                format!("core {core}: binding its own port {host}:{port}"),
-            )
-        })?;
+        let shard =
+            retrying(SocketAddr::new(host, port), deadline, |a| bind(a, false)).map_err(|e| {
+                annotate(
+                    e,
+                    format!("core {core}: binding its own port {host}:{port}"),
+                )
+            })?;
         let shard_port = shard.local_addr()?.port();
         cores.push(CoreListeners {
             shard,
@@ -79,6 +100,42 @@ pub fn bind_listeners(
         });
     }
     Ok((shared_port, cores))
+}
+
+/// `attempt(addr)`, again every `BIND_RETRY_INTERVAL_MS` while the port is in use and
+/// `deadline` has not passed.
+fn retrying<T>(
+    addr: SocketAddr,
+    deadline: Instant,
+    attempt: impl Fn(SocketAddr) -> io::Result<T>,
+) -> io::Result<T> {
+    let mut said = false;
+    loop {
+        match attempt(addr) {
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse && Instant::now() < deadline => {
+                if !said {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    tracing::warn!(
+                        "port {} is in use; if a ternd just stopped or was killed, the kernel \
+                         is still releasing its sockets: retrying for up to {:.1} s",
+                        addr.port(),
+                        left.as_secs_f64()
+                    );
+                    said = true;
+                }
+                std::thread::sleep(Duration::from_millis(crate::limits::BIND_RETRY_INTERVAL_MS));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Binds `addr` without SO_REUSEPORT and without listening, then lets it go: succeeds only
+/// when no socket at all listens on the port.
+fn probe_exclusive(addr: SocketAddr) -> io::Result<()> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&SockAddr::from(addr))
 }
 
 fn bind(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
@@ -97,7 +154,7 @@ fn bind(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
 fn annotate(e: io::Error, what: String) -> io::Error {
     let hint = match e.kind() {
         io::ErrorKind::AddrInUse => {
-            ": the port is taken (another ternd?): choose another --port, or 0"
+            ": the port is taken (another ternd is running?): stop it, or choose another --port, or 0"
         }
         io::ErrorKind::PermissionDenied => {
             ": ports below 1024 need privileges: choose a higher --port"
@@ -146,6 +203,7 @@ impl fmt::Display for NetMode {
 
 /// Serves one core's listeners with `service` until `shutdown` fires; then stops
 /// accepting, closes every connection (the service sees them closed) and returns.
+/// `serving` is called once the listeners accept (for the node's readiness line).
 /// Runs as a task of the core's glommio executor.
 pub async fn serve(
     mode: NetMode,
@@ -153,10 +211,11 @@ pub async fn serve(
     service: Rc<dyn Service>,
     wakeup: Rc<Wakeup>,
     shutdown: Shutdown,
+    serving: Box<dyn FnOnce()>,
 ) -> io::Result<()> {
     match mode {
-        NetMode::Uring => uring::serve(listeners, service, wakeup, shutdown).await,
-        NetMode::Glommio => tcp::serve(listeners, service, wakeup, shutdown).await,
+        NetMode::Uring => uring::serve(listeners, service, wakeup, shutdown, serving).await,
+        NetMode::Glommio => tcp::serve(listeners, service, wakeup, shutdown, serving).await,
     }
 }
 

@@ -27,7 +27,7 @@ pub(crate) use tern_uring::Completion;
 ///
 /// Blocking on purpose: glommio reads it through its own ring, and io_uring returns
 /// EAGAIN to userspace for O_NONBLOCK files instead of waiting for readiness.
-pub(super) fn eventfd() -> io::Result<OwnedFd> {
+pub(crate) fn eventfd() -> io::Result<OwnedFd> {
     // SAFETY: eventfd(2) takes no pointers.
     let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
     if fd < 0 {
@@ -39,7 +39,7 @@ pub(super) fn eventfd() -> io::Result<OwnedFd> {
 
 /// Hands an eventfd to glommio as a file, so reads of it go through glommio's ring and a
 /// task can await it while the executor parks normally.
-pub(super) fn eventfd_into_glommio(fd: OwnedFd) -> glommio::io::BufferedFile {
+pub(crate) fn eventfd_into_glommio(fd: OwnedFd) -> glommio::io::BufferedFile {
     // SAFETY: ownership of the open fd moves into the BufferedFile, which closes it.
     unsafe { <glommio::io::BufferedFile as FromRawFd>::from_raw_fd(fd.into_raw_fd()) }
 }

@@ -40,6 +40,7 @@ pub(super) async fn serve(
     service: Rc<dyn Service>,
     wakeup: Rc<Wakeup>,
     shutdown: Shutdown,
+    serving: Box<dyn FnOnce()>,
 ) -> io::Result<()> {
     let shard = into_glommio(listeners.shard)?;
     let shared = into_glommio(listeners.shared)?;
@@ -55,6 +56,7 @@ pub(super) async fn serve(
     spawn_in(&tasks, dispatch_deferred(core.clone()))?;
     spawn_in(&tasks, accept_loop(shard, core.clone()))?;
     spawn_in(&tasks, accept_loop(shared, core.clone()))?;
+    serving();
     shutdown.wait().await;
     tasks.close().await.map_err(io::Error::from)?;
     // Wake every connection task: each sees the shutdown and closes.

@@ -57,11 +57,15 @@ pub(super) async fn serve(
     service: Rc<dyn Service>,
     wakeup: Rc<Wakeup>,
     shutdown: Shutdown,
+    serving: Box<dyn FnOnce()>,
 ) -> io::Result<()> {
     let mut transport = Transport::new(listeners, service, wakeup.clone())?;
     let eventfd = sys::eventfd()?;
     transport.ring.register_eventfd(eventfd.as_raw_fd())?;
     let eventfd = sys::eventfd_into_glommio(eventfd);
+    // The accepts are queued: the first turn of `run` submits them, and the kernel
+    // queues connections in the listeners' backlogs meanwhile.
+    serving();
     let served = transport.run(&eventfd, &wakeup, &shutdown).await;
     let drained = transport.stop();
     let Transport { ring, bufs, .. } = transport;
@@ -964,9 +968,13 @@ impl Transport {
                 )?;
                 self.ops += 1;
             }
-            // The kernel holds the listener until the cancelled accept completes; closing
-            // our fd now frees the port as soon as it does.
-            self.listeners[l] = None;
+            // The kernel holds the listener until the cancelled accept completes (and,
+            // with DEFER_TASKRUN, until this thread has run that completion): shut it down
+            // now, so it stops taking connections into a backlog nobody will accept
+            // from, and close our fd so the port is free as soon as the kernel lets go.
+            if let Some(listener) = self.listeners[l].take() {
+                let _ = SockRef::from(&listener).shutdown(SocketShutdown::Both);
+            }
         }
         Ok(())
     }

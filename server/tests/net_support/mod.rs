@@ -134,7 +134,8 @@ impl TestServer {
 
     pub fn start_on(mode: NetMode, placement: Placement) -> TestServer {
         let (shared_port, mut listeners) =
-            net::bind_listeners(IpAddr::V4(Ipv4Addr::LOCALHOST), 0, &[0]).expect("bind listeners");
+            net::bind_listeners(IpAddr::V4(Ipv4Addr::LOCALHOST), 0, &[0], Duration::ZERO)
+                .expect("bind listeners");
         let listeners = listeners.pop().expect("one core");
         let shard_port = listeners.shard_port;
         assert_ne!(shared_port, shard_port);
@@ -167,7 +168,15 @@ impl TestServer {
                         let service = Rc::new(EchoService {
                             stats: service_stats,
                         });
-                        net::serve(mode, listeners, service, Wakeup::new(), shutdown).await
+                        net::serve(
+                            mode,
+                            listeners,
+                            service,
+                            Wakeup::new(),
+                            shutdown,
+                            Box::new(|| {}),
+                        )
+                        .await
                     })
                 })();
                 let _ = done_tx.send(served);
