@@ -15,3 +15,4 @@ mod paging;
 mod protocol;
 mod shutdown;
 mod tables;
+mod wire_python;
