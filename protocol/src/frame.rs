@@ -268,6 +268,7 @@ pub fn parse_frame(buf: &[u8]) -> Result<Option<(Frame<'_>, usize)>, FrameError>
 /// must cost as little as possible per request). Servers and clients use `parse_frame`.
 pub fn parse_frame_without_crc(buf: &[u8]) -> Result<Option<(Frame<'_>, usize)>, FrameError> {
     let Some(head) = buf.first_chunk::<HEADER_LEN>() else {
+        check_partial_header(buf)?;
         return Ok(None);
     };
     let header = Header::read(head)?;
@@ -284,12 +285,29 @@ pub fn parse_frame_without_crc(buf: &[u8]) -> Result<Option<(Frame<'_>, usize)>,
     )))
 }
 
+/// Checks what has arrived of a header before all 32 bytes have: the magic and the
+/// version. A peer that is not speaking this protocol (an HTTP client on a binary port)
+/// is refused at once rather than left waiting for bytes it will never send.
+pub fn check_partial_header(buf: &[u8]) -> Result<(), FrameError> {
+    let magic = MAGIC.to_le_bytes();
+    let n = buf.len().min(magic.len());
+    if buf[..n] != magic[..n] {
+        let mut got = [0u8; 4];
+        got[..n].copy_from_slice(&buf[..n]);
+        return Err(FrameError::BadMagic(u32::from_le_bytes(got)));
+    }
+    match buf.get(4) {
+        Some(&v) if v != VERSION => Err(FrameError::BadVersion(v)),
+        _ => Ok(()),
+    }
+}
+
 /// How many bytes the frame starting at `buf` occupies, once its header is complete
 /// (`Ok(None)` before that). Lets a receiver size a reassembly buffer. A frame with an
 /// unknown opcode has a length too (it is skipped whole).
 pub fn frame_len(buf: &[u8]) -> Result<Option<usize>, FrameError> {
     match buf.first_chunk::<HEADER_LEN>() {
-        None => Ok(None),
+        None => check_partial_header(buf).map(|()| None),
         Some(head) => match Header::read(head) {
             Ok(h) => Ok(Some(HEADER_LEN + h.body_len as usize)),
             Err(e) => e.skippable_len().map(Some).ok_or(e),
@@ -433,6 +451,25 @@ mod tests {
         let mut bad = good.clone();
         bad[0] = b'X';
         assert_eq!(parse_frame(&bad).unwrap_err().reply_to(), (1, 0));
+    }
+
+    #[test]
+    fn a_partial_header_is_refused_as_soon_as_its_magic_or_version_is_wrong() {
+        let good = frame_bytes(b"x");
+        for cut in 0..HEADER_LEN {
+            assert!(parse_frame(&good[..cut]).unwrap().is_none(), "cut {cut}");
+            assert_eq!(frame_len(&good[..cut]).unwrap(), None);
+        }
+        assert!(matches!(
+            parse_frame(b"GET / HTTP/1.1\r\n"),
+            Err(FrameError::BadMagic(_))
+        ));
+        assert!(matches!(parse_frame(b"TX"), Err(FrameError::BadMagic(_))));
+        assert!(matches!(frame_len(b"G"), Err(FrameError::BadMagic(_))));
+        assert_eq!(
+            parse_frame(b"TERN\x02").unwrap_err(),
+            FrameError::BadVersion(2)
+        );
     }
 
     #[test]

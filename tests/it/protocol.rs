@@ -104,6 +104,8 @@ fn garbage_frames_close_only_their_connection() {
             ("bad crc", bad_crc),
             ("oversized", oversized),
             ("invalid rkyv", bad_rkyv),
+            // Shorter than a header: refused on its first bytes, not left waiting.
+            ("http request", b"GET / HTTP/1.1\r\n\r\n".to_vec()),
         ] {
             for port in [
                 server.shared_port,

@@ -238,6 +238,7 @@ fn complete_partial(backlog: &mut Vec<u8>, data: &mut &[u8]) -> Result<bool, Fra
         backlog.extend_from_slice(&data[..take]);
         *data = &data[take..];
         if backlog.len() < HEADER_LEN {
+            frame::check_partial_header(backlog)?;
             return Ok(false);
         }
     }
