@@ -34,6 +34,19 @@ fn key(i: usize) -> tern_client::Item {
     item(&[("id", s(&format!("k{i}")))])
 }
 
+/// Every acknowledged write is there: each key holds the round it was last acknowledged
+/// with, or a later one (a write that was applied but whose acknowledgement was lost).
+fn check_acked(c: &mut Client, acked: &BTreeMap<usize, usize>) {
+    for (&i, &round) in acked {
+        let got = c.get_item("kvs", &key(i), true).unwrap().expect("present");
+        let r = match got.get("round") {
+            Some(tern_client::Value::N(n)) => n.as_str().parse::<usize>().unwrap(),
+            other => panic!("{other:?}"),
+        };
+        assert!(r >= round, "item {i}: round {r} < acknowledged {round}");
+    }
+}
+
 /// A temporary file for a server's stderr, and a reader of what it wrote.
 struct Stderr(tempfile::NamedTempFile);
 
@@ -211,15 +224,7 @@ fn sigterm_with_busy_and_idle_connections_stops_cleanly() {
     }
     assert!(!acked.is_empty());
     let server = Server::start_in(data, 2, "uring", &[]);
-    let mut c = server.client();
-    for (&i, &round) in &acked {
-        let got = c.get_item("kvs", &key(i), true).unwrap().expect("present");
-        let r = match got.get("round") {
-            Some(tern_client::Value::N(n)) => n.as_str().parse::<usize>().unwrap(),
-            other => panic!("{other:?}"),
-        };
-        assert!(r >= round, "item {i}: round {r} < acknowledged {round}");
-    }
+    check_acked(&mut server.client(), &acked);
 }
 
 /// A base port with `count` consecutive free ports after it (ternd takes PORT and
@@ -330,15 +335,7 @@ fn an_immediate_restart_after_kill_9_under_load_gets_its_ports() {
             hello(p);
         }
     }
-    let mut c = server.client();
-    for (&i, &round) in &acked {
-        let got = c.get_item("kvs", &key(i), true).unwrap().expect("present");
-        let r = match got.get("round") {
-            Some(tern_client::Value::N(n)) => n.as_str().parse::<usize>().unwrap(),
-            other => panic!("{other:?}"),
-        };
-        assert!(r >= round, "item {i}: round {r} < acknowledged {round}");
-    }
+    check_acked(&mut server.client(), &acked);
     // And a port held by someone else is still an error, after the retry window.
     let holder = TcpListener::bind(("127.0.0.1", 0)).unwrap();
     let taken = holder.local_addr().unwrap().port();
