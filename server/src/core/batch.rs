@@ -384,9 +384,8 @@ impl Core {
     ) -> Result<T, ApiError>
     where
         T: rkyv::Archive,
-        T::Archived: for<'a> rkyv::bytecheck::CheckBytes<
-                rkyv::api::high::HighValidator<'a, tern_protocol::messages::ValidationError>,
-            > + rkyv::Deserialize<T, rkyv::api::high::HighDeserializer<rkyv::rancor::Error>>,
+        T::Archived: tern_protocol::messages::Checked
+            + rkyv::Deserialize<T, rkyv::api::high::HighDeserializer<rkyv::rancor::Error>>,
     {
         let mut frame = Vec::new();
         write_frame(&mut frame, opcode, FLAG_FORWARDED, 0, owner, &[body]);
