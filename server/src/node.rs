@@ -423,6 +423,8 @@ impl Node {
         // drops its sender unsent.
         for (k, serving) in servings.iter().enumerate() {
             if serving.recv().is_err() {
+                // The others may be serving already: stop them before joining.
+                node.shutdown();
                 let why = node
                     .join_all()
                     .err()

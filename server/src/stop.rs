@@ -91,10 +91,6 @@ impl ShardStop {
         }
     }
 
-    pub fn is_asked(&self) -> bool {
-        self.asked.load(Ordering::SeqCst)
-    }
-
     pub fn set_phase(&self, phase: Phase) {
         self.phase.store(phase as u8, Ordering::SeqCst);
     }

@@ -689,6 +689,18 @@ impl Index {
         self.arena.live + key.len() as u64 <= max || self.get(key).is_some()
     }
 
+    /// Whether every key of `keys` (distinct) has room together: what a batch of inserts
+    /// checks before it applies any.
+    pub fn has_room_for_all<'k>(&self, keys: impl IntoIterator<Item = &'k [u8]>) -> bool {
+        let max = self.limits.key_bytes_max.min(self.limits.arena_live_max());
+        let new: u64 = keys
+            .into_iter()
+            .filter(|k| self.get(k).is_none())
+            .map(|k| k.len() as u64)
+            .sum();
+        self.arena.live + new <= max
+    }
+
     /// Lowers the live key bytes `has_room_for` allows (never above the arena's bound).
     pub fn set_key_bytes_max(&mut self, max: u64) {
         self.limits.key_bytes_max = max.min(KEY_ARENA_LIVE_MAX_BYTES);

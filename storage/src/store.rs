@@ -883,6 +883,25 @@ impl<D: Disk + Clone> Store<D> {
         Ok((LogPos::end_of(slot.loc), old))
     }
 
+    /// Fails with `IndexFull` unless all of `keys` (distinct keys of one table) can be
+    /// put together: a batch checks this before applying any of its writes, so it is
+    /// refused whole rather than half applied.
+    pub fn check_room<'k>(
+        &self,
+        table: u32,
+        keys: impl IntoIterator<Item = &'k [u8]>,
+    ) -> Result<(), StoreError> {
+        let index = &self.table(table)?.index;
+        if index.has_room_for_all(keys) {
+            return Ok(());
+        }
+        Err(StoreError::IndexFull {
+            table,
+            key_bytes: index.key_bytes(),
+            max: self.cfg.index_key_bytes_max.min(KEY_ARENA_LIVE_MAX_BYTES),
+        })
+    }
+
     /// Like [`Store::put`], returning the new record's slot (its end is
     /// `LogPos::end_of(slot.loc)`): what a cache keeps to find the item's bytes again.
     pub fn put_slot(

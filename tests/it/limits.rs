@@ -123,6 +123,23 @@ fn a_full_index_refuses_new_items_with_limit_exceeded_and_keeps_serving() {
         c.put_item("tiny", &key(101)).unwrap_err().code(),
         Some(ErrorCode::LimitExceededException)
     );
+    // A batch with a new key is refused whole: its write of an existing key is not
+    // applied either.
+    let batch = BatchWriteItemRequest {
+        tables: vec![TableWriteRequests {
+            table: "tiny".into(),
+            requests: vec![
+                WriteRequest::Put(item(&[("id", s("k007")), ("v", n(8))]).encode()),
+                WriteRequest::Put(key(101).encode()),
+            ],
+        }],
+    };
+    let e = c.batch_write(&batch).unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::LimitExceededException), "{e}");
+    assert_eq!(
+        c.get_item("tiny", &key(7), true).unwrap(),
+        Some(replaced.clone())
+    );
     drop(c);
     let data = server.data.clone();
     assert!(server.stop().success());

@@ -283,6 +283,18 @@ impl Core {
                 store,
                 ..
             } = &mut *shard;
+            // Every put must have room in its table's index before any write applies:
+            // the batch is refused whole, never half applied.
+            for table in local_ops.iter().map(|w| &w.table) {
+                let t = tables.get(table).ok_or_else(|| table_not_found(table))?;
+                let keys = local_ops
+                    .iter()
+                    .filter(|w| &w.table == table && w.put.is_some())
+                    .map(|w| w.index_key.as_slice());
+                store
+                    .check_room(t.id, keys)
+                    .map_err(|e| store_error(*shard_id, e))?;
+            }
             for w in local_ops {
                 let t = tables
                     .get(&w.table)
