@@ -685,20 +685,23 @@ impl Index {
     /// live key bytes stay within the arena's bound (`limits::KEY_ARENA_LIVE_MAX_BYTES`).
     /// Call before making an insert irrevocable (the store: before appending a record).
     pub fn has_room_for(&self, key: &[u8]) -> bool {
-        let max = self.limits.key_bytes_max.min(self.limits.arena_live_max());
-        self.arena.live + key.len() as u64 <= max || self.get(key).is_some()
+        self.has_room_for_all([key])
     }
 
     /// Whether every key of `keys` (distinct) has room together: what a batch of inserts
     /// checks before it applies any.
-    pub fn has_room_for_all<'k>(&self, keys: impl IntoIterator<Item = &'k [u8]>) -> bool {
+    pub fn has_room_for_all<'k>(&self, keys: impl IntoIterator<Item = &'k [u8]> + Clone) -> bool {
         let max = self.limits.key_bytes_max.min(self.limits.arena_live_max());
-        let new: u64 = keys
-            .into_iter()
-            .filter(|k| self.get(k).is_none())
-            .map(|k| k.len() as u64)
-            .sum();
-        self.arena.live + new <= max
+        let all: u64 = keys.clone().into_iter().map(|k| k.len() as u64).sum();
+        // Cheap unless the arena is nearly full: then only keys not present count.
+        self.arena.live + all <= max || {
+            let new: u64 = keys
+                .into_iter()
+                .filter(|k| self.get(k).is_none())
+                .map(|k| k.len() as u64)
+                .sum();
+            self.arena.live + new <= max
+        }
     }
 
     /// Lowers the live key bytes `has_room_for` allows (never above the arena's bound).

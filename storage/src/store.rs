@@ -505,13 +505,8 @@ impl<D: Disk + Clone> Store<D> {
                 }
                 Err(e) => return Ok(Err(format!("segment {id}: {e}"))),
             };
-            if header.segment_id != id || header.segment_size != bytes.len() as u64 {
-                return Ok(Err(format!(
-                    "segment {id}: header names segment {} of {} bytes, file has {} bytes",
-                    header.segment_id,
-                    header.segment_size,
-                    bytes.len()
-                )));
+            if let Err(msg) = check_header_names(id, &header, bytes.len()) {
+                return Ok(Err(msg));
             }
             self.next_table_id = self.next_table_id.max(header.next_table_id);
             let mut pos = if id == start.segment() && start.offset() as usize >= SEGMENT_HEADER_LEN
@@ -889,7 +884,7 @@ impl<D: Disk + Clone> Store<D> {
     pub fn check_room<'k>(
         &self,
         table: u32,
-        keys: impl IntoIterator<Item = &'k [u8]>,
+        keys: impl IntoIterator<Item = &'k [u8]> + Clone,
     ) -> Result<(), StoreError> {
         let index = &self.table(table)?.index;
         if index.has_room_for_all(keys) {
@@ -911,16 +906,9 @@ impl<D: Disk + Clone> Store<D> {
         item: &[u8],
         size_bytes: u32,
     ) -> Result<(Slot, Option<Slot>), StoreError> {
-        let index = &self.table(table)?.index;
         // Refused before the record exists: after the append the write could not be
         // taken back, and the index must take the key.
-        if !index.has_room_for(key) {
-            return Err(StoreError::IndexFull {
-                table,
-                key_bytes: index.key_bytes(),
-                max: self.cfg.index_key_bytes_max.min(KEY_ARENA_LIVE_MAX_BYTES),
-            });
-        }
+        self.check_room(table, [key])?;
         let loc = self.append(
             Record {
                 kind: RecordKind::Put,
@@ -1599,18 +1587,22 @@ impl<D: Disk + Clone> Store<D> {
     }
 }
 
+/// A segment header must name its file's segment id and size.
+fn check_header_names(id: u32, header: &SegmentHeader, file_len: usize) -> Result<(), String> {
+    if header.segment_id != id || header.segment_size != file_len as u64 {
+        return Err(format!(
+            "segment {id}: header names segment {} of {} bytes, file has {file_len} bytes",
+            header.segment_id, header.segment_size
+        ));
+    }
+    Ok(())
+}
+
 /// A segment before the replay point, as the checkpoint describes it: its header must
 /// name it and its size, and `end` (the end of its records) must lie within it.
 fn check_sealed_segment(id: u32, bytes: &[u8], end: u32) -> Result<(), String> {
     let header = SegmentHeader::decode(bytes).map_err(|e| format!("segment {id}: {e}"))?;
-    if header.segment_id != id || header.segment_size != bytes.len() as u64 {
-        return Err(format!(
-            "segment {id}: header names segment {} of {} bytes, file has {} bytes",
-            header.segment_id,
-            header.segment_size,
-            bytes.len()
-        ));
-    }
+    check_header_names(id, &header, bytes.len())?;
     if (end as usize) < SEGMENT_HEADER_LEN || end as usize > bytes.len() {
         return Err(format!(
             "the checkpoint says segment {id}'s records end at {end}, outside its {} bytes",
