@@ -11,10 +11,12 @@
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
-use tern_storage::catalog::{KeyAttrDesc, KeyType, TableDesc};
 use tern_storage::flush::{Step, run_step};
 use tern_storage::sim::{SimDisk, SplitMix};
 use tern_storage::store::{CheckpointJob, Durability, LogPos, Store, StoreConfig, StoreError};
+
+mod common;
+use common::{block_on, desc};
 
 type Model = BTreeMap<String, BTreeMap<Vec<u8>, Vec<u8>>>;
 
@@ -48,19 +50,6 @@ fn apply(model: &mut Model, op: &Op) {
     }
 }
 
-fn desc(name: &str) -> TableDesc {
-    TableDesc {
-        table_id: 0,
-        name: name.to_owned(),
-        partition_key: KeyAttrDesc {
-            name: "pk".into(),
-            ty: KeyType::S,
-        },
-        sort_key: None,
-        creation_time_ms: 1,
-    }
-}
-
 fn config(seed: u64) -> StoreConfig {
     StoreConfig {
         segment_size: 4096 + (seed % 4) * 4096,
@@ -82,10 +71,6 @@ fn config(seed: u64) -> StoreConfig {
         },
         ..StoreConfig::default()
     }
-}
-
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    futures_lite::future::block_on(f)
 }
 
 /// What the store holds, as a model.

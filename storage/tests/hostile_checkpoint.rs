@@ -10,44 +10,20 @@
 use std::ops::Bound;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use tern_storage::catalog::{KeyAttrDesc, KeyType, TableDesc};
 use tern_storage::checkpoint::CHECKPOINT_HEADER_LEN;
 use tern_storage::disk::Disk;
-use tern_storage::flush::run_job;
 use tern_storage::format::parse_checkpoint_file_name;
 use tern_storage::sim::{SimDisk, SplitMix};
 use tern_storage::store::{Store, StoreConfig};
 
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    futures_lite::future::block_on(f)
-}
+mod common;
+use common::{block_on, desc, flush_all};
 
 fn config() -> StoreConfig {
     StoreConfig {
         segment_size: 8192,
         checkpoint_every_bytes: u64::MAX / 2,
         ..StoreConfig::default()
-    }
-}
-
-fn desc(name: &str) -> TableDesc {
-    TableDesc {
-        table_id: 0,
-        name: name.to_owned(),
-        partition_key: KeyAttrDesc {
-            name: "pk".into(),
-            ty: KeyType::S,
-        },
-        sort_key: None,
-        creation_time_ms: 1,
-    }
-}
-
-fn flush_all(store: &mut Store<SimDisk>, disk: &SimDisk) {
-    store.request_sync();
-    while let Some(job) = store.next_flush() {
-        let r = block_on(run_job(disk, job));
-        store.finish_flush(r);
     }
 }
 

@@ -7,10 +7,11 @@
 //! (`a_full_arena_refuses_new_keys_before_an_insert_could_fail`) shows that at the real
 //! bound no insert can fail.
 
-use tern_storage::catalog::{KeyAttrDesc, KeyType, TableDesc};
-use tern_storage::flush::run_job;
 use tern_storage::sim::{SimDisk, SplitMix};
 use tern_storage::store::{Store, StoreConfig, StoreError};
+
+mod common;
+use common::{desc, flush_all};
 
 fn config() -> StoreConfig {
     StoreConfig {
@@ -29,28 +30,11 @@ fn key(i: u32) -> Vec<u8> {
     k
 }
 
-fn flush_all(store: &mut Store<SimDisk>, disk: &SimDisk) {
-    while let Some(job) = store.next_flush() {
-        let r = futures_lite::future::block_on(run_job(disk, job));
-        store.finish_flush(r);
-    }
-}
-
 #[test]
 fn a_full_index_refuses_new_keys_before_appending() {
     let disk = SimDisk::new();
     let (mut store, _) = Store::open(disk.clone(), config()).unwrap();
-    let desc = TableDesc {
-        table_id: 0,
-        name: "t".into(),
-        partition_key: KeyAttrDesc {
-            name: "pk".into(),
-            ty: KeyType::S,
-        },
-        sort_key: None,
-        creation_time_ms: 1,
-    };
-    let (t, _) = store.create_table(desc).unwrap();
+    let (t, _) = store.create_table(desc("t")).unwrap();
     for i in 0..50 {
         store.put(t, &key(i), b"v", 1).unwrap();
     }
