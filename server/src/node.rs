@@ -56,6 +56,8 @@ pub struct NodeConfig {
     pub io_memory_bytes: usize,
     /// How long to keep retrying a port that is in use at start.
     pub bind_retry: Duration,
+    /// glommio's preemption timer on every shard executor (`limits::PREEMPT_TIMER_US`).
+    pub preempt_timer: Duration,
     pub node_id: String,
     pub storage: StorageConfig,
     pub cache: CacheSettings,
@@ -73,6 +75,7 @@ impl NodeConfig {
             net: NetMode::Uring,
             io_memory_bytes: 512 * 1024,
             bind_retry: Duration::from_millis(BIND_RETRY_TIMEOUT_MS),
+            preempt_timer: Duration::from_micros(crate::limits::PREEMPT_TIMER_US),
             node_id: node_id.to_owned(),
             storage: StorageConfig::for_tests(data_dir),
             cache: CacheSettings::for_tests(),
@@ -384,6 +387,7 @@ impl Node {
             let handle = LocalExecutorBuilder::new(placement)
                 .name(&format!("tern-shard-{k}"))
                 .io_memory(config.io_memory_bytes)
+                .preempt_timer(config.preempt_timer)
                 .spawn(move || run_shard(k, start))
                 .map_err(|e| {
                     anyhow::anyhow!(

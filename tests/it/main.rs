@@ -11,6 +11,7 @@ mod errors;
 mod items;
 mod kill9;
 mod limits;
+mod mixed_load;
 mod paging;
 mod protocol;
 mod shutdown;

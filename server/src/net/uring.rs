@@ -400,6 +400,9 @@ impl Transport {
                 || wakeup.has_dirty()
             {
                 self.ring.set_eventfd_enabled(false);
+                // Every path back to the top passes a yield point: the executor's other
+                // tasks (the log flusher above all) run when the preemption timer says so.
+                glommio::yield_if_needed().await;
                 continue;
             }
             // Belt and braces: should a kernel ever not signal, a connection waits at
