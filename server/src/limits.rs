@@ -26,13 +26,22 @@ pub const SHUTDOWN_DRAIN_LOG_TIMEOUT_MS: u64 = 10_000;
 /// is still pending (the main thread's watchdog; a second signal exits at once).
 pub const SHUTDOWN_DEADLINE_MS: u64 = 20_000;
 
-/// Scheduling: glommio's preemption timer on every shard executor. glommio reaps its own
-/// ring (the log's writes and fdatasyncs, timers, the mesh) only when the executor parks
-/// or this timer fires, and the client-socket transport never parks while it has work:
-/// under saturating load the flusher and every deferred reply would otherwise wait up to
-/// glommio's default of 100 ms. Each expiry costs one timer completion (at most
-/// 1 / PREEMPT_TIMER_US per µs of busy time: ~0.5 % of a core here).
-pub const PREEMPT_TIMER_US: u64 = 200;
+/// Scheduling: how long a shard's client-socket transport may stay busy before it gives
+/// glommio's reactor a turn. glommio reaps its own ring (the log's writes and fdatasyncs,
+/// timers, the mesh) only when the executor parks or its preemption timer fires (100 ms),
+/// and the transport never parks while it has work: under saturating load the flusher and
+/// every deferred reply waited up to that long. So every this-many µs of busy time the
+/// transport waits out a 1 µs glommio timer, which the reactor fires on its next poll.
+/// (Not a shorter executor preemption timer: with a 200 µs one, about one two-shard start
+/// in ten never finished joining the channel mesh, an executor sleeping through its peer,
+/// glommio 0.9; and a `Latency::Matters` transport queue made a restarted node's shard
+/// stop answering in the kill -9 test.)
+pub const REACTOR_TURN_US: u64 = 200;
+
+/// Startup: once every shard recovered, how long the node waits for every shard to join the
+/// channel meshes and accept on its sockets (no disk work, milliseconds when healthy)
+/// before it gives up and exits with an error instead of hanging unready.
+pub const STARTUP_SERVING_TIMEOUT_MS: u64 = 30_000;
 
 /// Startup: how long to keep retrying a port that is still in use (a killed predecessor's
 /// listening sockets are released by the kernel asynchronously).
@@ -51,9 +60,9 @@ const _: () =
 const _: () = assert!(RECORD_MAX_BYTES + 64 * 1024 <= FRAME_BODY_MAX_BYTES);
 const _: () = assert!(RECORD_MAX_BYTES + 8 <= PAGE_ENCODED_MAX_BYTES);
 const _: () = assert!(RECORD_MAX_BYTES + 8 <= BATCH_GET_RESPONSE_MAX_BYTES);
-// A preemption period far below one fdatasync (~100-500 µs) would be pure overhead; far
-// above it, a busy transport would stretch every group commit.
-const _: () = assert!(PREEMPT_TIMER_US >= 50 && PREEMPT_TIMER_US <= 1_000);
+// A reactor turn far more often than one fdatasync (~100-500 µs) would be pure overhead;
+// far less often, a busy transport would stretch every group commit.
+const _: () = assert!(REACTOR_TURN_US >= 50 && REACTOR_TURN_US <= 1_000);
 // Shutdown's phases fit in its deadline.
 const _: () = assert!(
     SHUTDOWN_DRAIN_LOG_TIMEOUT_MS + crate::net::limits::SHUTDOWN_DRAIN_TIMEOUT_MS

@@ -92,10 +92,6 @@ struct Args {
     /// predecessor's sockets are released a moment after it dies), in milliseconds.
     #[arg(long, default_value_t = BIND_RETRY_TIMEOUT_MS)]
     bind_retry_ms: u64,
-    /// glommio's preemption timer per shard executor, in microseconds: how long a busy
-    /// transport may hold the core before the log flusher and deferred replies run.
-    #[arg(long, hide = true, default_value_t = tern_server::limits::PREEMPT_TIMER_US)]
-    preempt_timer_us: u64,
     /// Fault injection for tests: every shard's fdatasync fails with EIO after this many.
     #[arg(long, hide = true)]
     inject_sync_failure_after: Option<u64>,
@@ -190,7 +186,6 @@ fn main() -> anyhow::Result<()> {
         net: args.net,
         io_memory_bytes: args.io_memory_kib * 1024,
         bind_retry: Duration::from_millis(args.bind_retry_ms),
-        preempt_timer: Duration::from_micros(args.preempt_timer_us),
         node_id: args.node_id,
         storage: StorageConfig {
             data_dir: args.data_dir.clone(),

@@ -21,7 +21,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::{Arc, mpsc};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use glommio::channels::channel_mesh::MeshBuilder;
@@ -33,7 +33,9 @@ use tern_storage::store::StoreConfig;
 
 use crate::cache::{CacheSettings, ShardCacheState};
 use crate::core::{Core, CoreService};
-use crate::limits::{BIND_RETRY_TIMEOUT_MS, SHUTDOWN_DRAIN_LOG_TIMEOUT_MS};
+use crate::limits::{
+    BIND_RETRY_TIMEOUT_MS, SHUTDOWN_DRAIN_LOG_TIMEOUT_MS, STARTUP_SERVING_TIMEOUT_MS,
+};
 use crate::mesh::{MESH_CHANNEL_CAPACITY, Mesh, Reply, Request, spawn_loops};
 use crate::net::{self, NetMode};
 use crate::service::{Shutdown, Wakeup};
@@ -56,8 +58,6 @@ pub struct NodeConfig {
     pub io_memory_bytes: usize,
     /// How long to keep retrying a port that is in use at start.
     pub bind_retry: Duration,
-    /// glommio's preemption timer on every shard executor (`limits::PREEMPT_TIMER_US`).
-    pub preempt_timer: Duration,
     pub node_id: String,
     pub storage: StorageConfig,
     pub cache: CacheSettings,
@@ -75,7 +75,6 @@ impl NodeConfig {
             net: NetMode::Uring,
             io_memory_bytes: 512 * 1024,
             bind_retry: Duration::from_millis(BIND_RETRY_TIMEOUT_MS),
-            preempt_timer: Duration::from_micros(crate::limits::PREEMPT_TIMER_US),
             node_id: node_id.to_owned(),
             storage: StorageConfig::for_tests(data_dir),
             cache: CacheSettings::for_tests(),
@@ -387,7 +386,6 @@ impl Node {
             let handle = LocalExecutorBuilder::new(placement)
                 .name(&format!("tern-shard-{k}"))
                 .io_memory(config.io_memory_bytes)
-                .preempt_timer(config.preempt_timer)
                 .spawn(move || run_shard(k, start))
                 .map_err(|e| {
                     anyhow::anyhow!(
@@ -425,15 +423,30 @@ impl Node {
         }
         // Ready only once every transport accepts: a shard whose executor failed first
         // drops its sender unsent.
+        let deadline = Instant::now() + Duration::from_millis(STARTUP_SERVING_TIMEOUT_MS);
         for (k, serving) in servings.iter().enumerate() {
-            if serving.recv().is_err() {
-                // The others may be serving already: stop them before joining.
-                node.shutdown();
-                let why = node
-                    .join_all()
-                    .err()
-                    .map_or_else(|| "it ended".to_owned(), |e| format!("{e:#}"));
-                bail!("shard {k} did not start serving: {why}");
+            let left = deadline.saturating_duration_since(Instant::now());
+            match serving.recv_timeout(left) {
+                Ok(()) => {}
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    // A shard that neither serves nor fails: ask every shard to stop and
+                    // give up rather than hang unready (joining may wait on that shard;
+                    // the process exit ends it).
+                    node.shutdown();
+                    bail!(
+                        "shard {k} did not start serving within {STARTUP_SERVING_TIMEOUT_MS} ms \
+                         of recovering (joining the channel meshes or opening its sockets)"
+                    );
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    // The others may be serving already: stop them before joining.
+                    node.shutdown();
+                    let why = node
+                        .join_all()
+                        .err()
+                        .map_or_else(|| "it ended".to_owned(), |e| format!("{e:#}"));
+                    bail!("shard {k} did not start serving: {why}");
+                }
             }
         }
         Ok(node)

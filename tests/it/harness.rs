@@ -8,6 +8,10 @@ use std::time::{Duration, Instant};
 
 use tern_client::{Client, ClientConfig, Item, KeyAttr, KeySchema, ScalarType, Value};
 
+/// How long a test waits for a starting `ternd`'s readiness line (recovery of a test's
+/// small log takes milliseconds; ternd's own startup bound is 30 s).
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// A running `ternd`, killed when dropped, with its data directory (removed when the
 /// last `Server` using it is dropped).
 pub struct Server {
@@ -61,10 +65,23 @@ impl Server {
             .spawn()
             .expect("spawn ternd");
         let stdout = child.stdout.take().expect("stdout piped");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read ternd stdout");
+        // Bounded: a node that never gets ready fails its test instead of hanging the
+        // suite (ternd gives up by itself after STARTUP_SERVING_TIMEOUT_MS; this is the
+        // guard should it not).
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let read = BufReader::new(stdout).read_line(&mut line).map(|_| line);
+            let _ = tx.send(read);
+        });
+        let line = match rx.recv_timeout(READY_TIMEOUT) {
+            Ok(read) => read.expect("read ternd stdout"),
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("ternd printed no readiness line within {READY_TIMEOUT:?}");
+            }
+        };
         let doc: serde_json::Value = serde_json::from_str(line.trim()).unwrap_or_else(|e| {
             panic!("ternd's first line is not the readiness JSON ({e}): {line:?}")
         });

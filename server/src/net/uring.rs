@@ -48,6 +48,7 @@ use super::limits::{
     SHUTDOWN_DRAIN_TIMEOUT_MS, UNSENT_PER_CONNECTION_MAX_BYTES, UNSENT_RESUME_BYTES,
 };
 use super::sys::{self, BufRing, Completion, Ring};
+use crate::limits::REACTOR_TURN_US;
 use crate::service::{ConnCtx, ConnId, Service, Shutdown, Verdict, Wakeup};
 
 /// Serves `listeners` on a ring of this core until `shutdown` fires, then closes every
@@ -328,6 +329,22 @@ fn is_resource_error(errno: i32) -> bool {
     )
 }
 
+/// A busy transport's yield point: once it has been busy for `REACTOR_TURN_US` since the
+/// last turn, it waits out a 1 µs glommio timer, so the executor runs its other tasks and
+/// then polls its reactor (reaping the log's I/O, the mesh, timers) before this task goes
+/// on; otherwise it yields only if glommio's preemption timer asks. The busy loop never
+/// parks, and glommio polls its rings only between task-queue runs, so without this the
+/// log flusher's completions would wait for the 100 ms preemption timer.
+async fn reactor_turn_if_due(busy_since: &mut Instant) {
+    let now = Instant::now();
+    if now.duration_since(*busy_since) >= Duration::from_micros(REACTOR_TURN_US) {
+        glommio::timer::sleep(Duration::from_micros(1)).await;
+        *busy_since = Instant::now();
+    } else {
+        glommio::yield_if_needed().await;
+    }
+}
+
 impl Transport {
     fn new(
         listeners: CoreListeners,
@@ -373,13 +390,14 @@ impl Transport {
         let mut eventfd_read = pin!(eventfd.read_at(0, 8));
         let mut stopped = pin!(shutdown.wait());
         self.ring.set_eventfd_enabled(false);
+        let mut busy_since = Instant::now();
         loop {
             if shutdown.is_triggered() {
                 return Ok(());
             }
             self.turn()?;
             if self.ring.unsubmitted() > 0 || wakeup.has_dirty() {
-                glommio::yield_if_needed().await;
+                reactor_turn_if_due(&mut busy_since).await;
                 continue;
             }
             // Idle. Arm the eventfd, then run the kernel's deferred completion work dry
@@ -400,9 +418,8 @@ impl Transport {
                 || wakeup.has_dirty()
             {
                 self.ring.set_eventfd_enabled(false);
-                // Every path back to the top passes a yield point: the executor's other
-                // tasks (the log flusher above all) run when the preemption timer says so.
-                glommio::yield_if_needed().await;
+                // Every path back to the top passes a yield point.
+                reactor_turn_if_due(&mut busy_since).await;
                 continue;
             }
             // Belt and braces: should a kernel ever not signal, a connection waits at
@@ -424,6 +441,7 @@ impl Transport {
             })
             .await;
             self.ring.set_eventfd_enabled(false);
+            busy_since = Instant::now();
             if let Some(read) = woke {
                 eventfd_read.set(eventfd.read_at(0, 8));
                 read.map_err(|e| {
