@@ -13,6 +13,7 @@
 //! * `reply`: building reply frames.
 //! * `limits`: the server's bounds, and the compile-time contract between the crates'.
 
+pub mod acks;
 pub mod cache;
 pub mod core;
 pub mod limits;

@@ -78,6 +78,10 @@ async fn run(core: &std::rc::Rc<Core>, bytes: &[u8]) -> Vec<u8> {
     match core.dispatch(f, &mut out) {
         Outcome::Done => out,
         Outcome::Later(fut) => fut.await,
+        Outcome::Durable { pos, .. } => {
+            core.durable(pos).await.unwrap();
+            out
+        }
         Outcome::Forward(_) | Outcome::Malformed => panic!("one shard serves everything"),
     }
 }

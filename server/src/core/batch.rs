@@ -78,7 +78,7 @@ impl Core {
         if parts.iter().all(Vec::is_empty) {
             let start = out.len();
             reply::ok(out, Opcode::BatchGetItem, id, &encode(&response));
-            return Ok(self.when_durable(out, start, local_wait, Opcode::BatchGetItem, id));
+            return Ok(self.when_durable(start, local_wait));
         }
         let core = self.clone();
         Ok(Outcome::Later(Box::pin(async move {
@@ -329,7 +329,7 @@ impl Core {
                 id,
                 &encode(&BatchWriteItemResponse::default()),
             );
-            return Ok(self.when_durable(out, start, local_wait, Opcode::BatchWriteItem, id));
+            return Ok(self.when_durable(start, local_wait));
         }
         let core = self.clone();
         Ok(Outcome::Later(Box::pin(async move {

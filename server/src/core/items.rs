@@ -83,7 +83,7 @@ impl Core {
             }
         }
         let wait = pos.filter(|p| !store.is_durable(*p).unwrap_or(false));
-        self.when_durable(out, start, wait, ack.opcode, ack.id)
+        self.when_durable(start, wait)
     }
 
     pub(super) fn write_reply(
@@ -128,7 +128,7 @@ impl Core {
         let (item, wait) = self.read_item(&shard, t.id, &key, req.consistent_read)?;
         let start = out.len();
         reply::item(out, id, item);
-        Ok(self.when_durable(out, start, wait, Opcode::GetItem, id))
+        Ok(self.when_durable(start, wait))
     }
 
     pub(super) fn delete_item(

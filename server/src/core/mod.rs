@@ -34,6 +34,7 @@ use tern_protocol::messages::*;
 use tern_protocol::{ApiError, ErrorCode, KeySchema, ProtocolError};
 use tern_storage::store::{LogPos, Mark};
 
+use crate::acks::AckQueue;
 use crate::cache::ShardCacheState;
 use crate::mesh::{Answer, Call, Mesh};
 use crate::reply;
@@ -59,6 +60,10 @@ pub enum Outcome {
     Forward(ShardId),
     /// The reply will come from this future.
     Later(LaterReply),
+    /// The reply frame is `out[start..]`, but may go only once the log is durable up to
+    /// `pos` (a write's acknowledgement, or a read of a record not yet durable): the
+    /// caller parks it in the shard's [`AckQueue`] (or awaits [`Core::durable`]).
+    Durable { pos: LogPos, start: usize },
     /// The body could not be decoded: an error frame is in `out`; close the connection.
     Malformed,
 }
@@ -104,6 +109,8 @@ pub struct Core {
     /// Tasks waiting for the log to become durable up to a position, by position: a
     /// flush wakes exactly those it satisfied (and everyone if the store failed).
     durable_waiters: RefCell<BTreeMap<LogPos, Vec<Waker>>>,
+    /// Reply frames waiting for the log to be durable up to their position.
+    acks: RefCell<AckQueue>,
     /// The flusher task, parked until a write appends to the log.
     flusher: Cell<Option<Waker>>,
     /// The shard's item and query cache (`crate::cache`).
@@ -135,6 +142,7 @@ impl Core {
             scratch: RefCell::new(Vec::with_capacity(256)),
             empty_write_response: encode(&WriteItemResponse { attributes: None }),
             durable_waiters: RefCell::new(BTreeMap::new()),
+            acks: RefCell::new(AckQueue::default()),
             flusher: Cell::new(None),
             cache: RefCell::new(cache),
         })
@@ -191,22 +199,52 @@ impl Core {
         }
     }
 
-    /// Wakes the tasks whose position a flush made durable (all of them if the store
-    /// failed: they get its error).
+    /// Wakes the tasks whose position a flush made durable and delivers the parked
+    /// replies it covers (all of them if the store failed: they get its error).
     pub fn wake_durable_waiters(&self) {
         let shard = self.shard.borrow();
-        let ready = if shard.store.failure().is_some() {
+        let failure = shard
+            .store
+            .failure()
+            .map(|e| store_error(shard.id, e.clone()));
+        let durable = shard.store.durable_pos();
+        let ready = if failure.is_some() {
             self.durable_waiters.take()
         } else {
-            let durable = shard.store.durable_pos();
             let mut waiters = self.durable_waiters.borrow_mut();
             let later = waiters.split_off(&LogPos(durable.0 + 1));
             std::mem::replace(&mut *waiters, later)
         };
         drop(shard);
+        {
+            let mut acks = self.acks.borrow_mut();
+            match &failure {
+                Some(e) => acks.fail_all(e),
+                None => {
+                    acks.release(durable);
+                }
+            }
+        }
         for w in ready.into_values().flatten() {
             w.wake();
         }
+    }
+
+    /// Parks the reply frame `frame` for `conn` until `pos` is durable (see `acks`).
+    fn park_reply(&self, conn: &Rc<ConnCtx>, pos: LogPos, frame: &[u8], opcode: Opcode, id: u64) {
+        conn.begin_deferred();
+        self.acks.borrow_mut().push(conn, pos, frame, opcode, id);
+        // The flush that covers `pos` may have finished meanwhile, or the store failed.
+        let shard = self.shard.borrow();
+        if shard.store.failure().is_some() || shard.store.until_durable(pos).is_none() {
+            drop(shard);
+            self.wake_durable_waiters();
+        }
+    }
+
+    /// Replies parked until their position is durable.
+    pub fn parked_replies(&self) -> usize {
+        self.acks.borrow().len()
     }
 
     /// Completes once the log is durable up to `pos`, or fails when the store failed
@@ -244,25 +282,11 @@ impl Core {
 
     /// The reply frame written to `out[start..]` may go now, or, if it reveals or
     /// acknowledges a record not yet durable, once `wait` is durable (else an error).
-    fn when_durable(
-        self: &Rc<Self>,
-        out: &mut Vec<u8>,
-        start: usize,
-        wait: Option<LogPos>,
-        opcode: Opcode,
-        id: u64,
-    ) -> Outcome {
-        let Some(pos) = wait else {
-            return Outcome::Done;
-        };
-        let frame = out.split_off(start);
-        let core = self.clone();
-        Outcome::Later(Box::pin(async move {
-            match core.durable(pos).await {
-                Ok(()) => frame,
-                Err(e) => reply::frame_to_vec(opcode, id, Err(e)),
-            }
-        }))
+    fn when_durable(&self, start: usize, wait: Option<LogPos>) -> Outcome {
+        match wait {
+            None => Outcome::Done,
+            Some(pos) => Outcome::Durable { pos, start },
+        }
     }
 
     pub fn shard_id(&self) -> ShardId {
@@ -430,6 +454,14 @@ impl Core {
         match self.dispatch(frame, &mut out) {
             Outcome::Done | Outcome::Malformed => out,
             Outcome::Later(fut) => fut.await,
+            Outcome::Durable { pos, start } => match self.durable(pos).await {
+                Ok(()) => out,
+                Err(e) => {
+                    out.truncate(start);
+                    reply::error(&mut out, frame.header.opcode, frame.header.request_id, &e);
+                    out
+                }
+            },
             Outcome::Forward(owner) => {
                 let e = ApiError::internal(format!(
                     "a forwarded request was forwarded again to shard {owner}"
@@ -478,6 +510,13 @@ impl Service for CoreService {
         match self.0.dispatch(frame, out) {
             Outcome::Done => Verdict::Continue,
             Outcome::Malformed => Verdict::Close,
+            Outcome::Durable { pos, start } => {
+                let h = frame.header;
+                self.0
+                    .park_reply(conn, pos, &out[start..], h.opcode, h.request_id);
+                out.truncate(start);
+                Verdict::Continue
+            }
             Outcome::Later(fut) => {
                 conn.begin_deferred();
                 let conn = conn.clone();

@@ -47,7 +47,7 @@ impl Core {
             let start = out.len();
             reply::ok(out, Opcode::Query, id, body);
             let wait = shard.store.until_durable(wait);
-            return Ok(self.when_durable(out, start, wait, Opcode::Query, id));
+            return Ok(self.when_durable(start, wait));
         }
         let mut prefix = Vec::new();
         partition_prefix(hash, pk, &mut prefix);
@@ -131,7 +131,7 @@ impl Core {
                 wait.unwrap_or_default(),
             );
         }
-        Ok(self.when_durable(out, start, wait, Opcode::Query, id))
+        Ok(self.when_durable(start, wait))
     }
 
     pub(super) fn scan(self: &Rc<Self>, id: u64, body: &[u8]) -> OpResult {
