@@ -330,6 +330,38 @@ pub fn write_frame(
     write_frame_raw(out, opcode as u8, flags, request_id, shard_hint, body_parts)
 }
 
+/// [`write_frame`] of a one-part body whose CRC32 the caller already has (a cached
+/// item's): the body is copied, not hashed. A wrong `crc` makes the peer refuse the frame.
+pub fn write_frame_with_body_crc(
+    out: &mut Vec<u8>,
+    opcode: Opcode,
+    flags: u16,
+    request_id: u64,
+    shard_hint: u32,
+    body: &[u8],
+    crc: u32,
+) {
+    assert!(
+        body.len() <= FRAME_BODY_MAX_BYTES,
+        "frame body {} over the maximum",
+        body.len()
+    );
+    debug_assert_eq!(crc, crc32fast::hash(body), "a stale body CRC");
+    let header = Header {
+        opcode,
+        flags,
+        request_id,
+        body_len: body.len() as u32,
+        body_crc32: crc,
+        shard_hint,
+    };
+    let mut head = [0u8; HEADER_LEN];
+    write_header(&mut head, opcode as u8, &header);
+    out.reserve(HEADER_LEN + body.len());
+    out.extend_from_slice(&head);
+    out.extend_from_slice(body);
+}
+
 /// [`write_frame`] with the opcode as a byte: for the reply to an opcode this build does
 /// not know, which echoes it.
 pub fn write_frame_raw(
@@ -403,6 +435,36 @@ mod tests {
         let (second, used2) = parse_frame(&bytes[used..]).unwrap().unwrap();
         assert_eq!(second.body, b"second");
         assert_eq!(used + used2, bytes.len());
+    }
+
+    #[test]
+    fn a_known_body_crc_writes_the_same_frame() {
+        let body = b"an item's archived bytes";
+        let mut known = Vec::new();
+        write_frame_with_body_crc(
+            &mut known,
+            Opcode::GetItem,
+            FLAG_RESPONSE | FLAG_FOUND,
+            7,
+            NO_SHARD_HINT,
+            body,
+            crc32fast::hash(body),
+        );
+        let mut hashed = Vec::new();
+        write_frame(
+            &mut hashed,
+            Opcode::GetItem,
+            FLAG_RESPONSE | FLAG_FOUND,
+            7,
+            NO_SHARD_HINT,
+            &[body],
+        );
+        assert_eq!(known, hashed);
+        // A stale CRC is the reader's to refuse, never silently accepted.
+        let mut stale = hashed.clone();
+        let last = stale.len() - 1;
+        stale[last] ^= 1;
+        assert!(parse_frame(&stale).is_err());
     }
 
     #[test]

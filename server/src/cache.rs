@@ -36,14 +36,21 @@ pub struct CachedItem {
     pub slot: Option<Slot>,
     /// The answer may be given once the log is durable up to here.
     pub wait: LogPos,
+    /// CRC32 of the item's bytes, computed when they were written or read from the log:
+    /// a GetItem hit sends it as its reply's body CRC instead of hashing the bytes again.
+    /// Should the log's bytes change under the entry (a device returning other bytes
+    /// after the page cache dropped them), the client's frame check refuses the reply:
+    /// never silently wrong.
+    pub crc: u32,
 }
 
 impl CachedItem {
-    /// The item in the Put record at `slot` (answer once that record is durable).
-    pub fn written(slot: Slot) -> CachedItem {
+    /// The item `bytes` in the Put record at `slot` (answer once that record is durable).
+    pub fn written(slot: Slot, bytes: &[u8]) -> CachedItem {
         CachedItem {
             slot: Some(slot),
             wait: LogPos::end_of(slot.loc),
+            crc: crc32fast::hash(bytes),
         }
     }
 
@@ -52,6 +59,7 @@ impl CachedItem {
         CachedItem {
             slot: None,
             wait: wait.unwrap_or_default(),
+            crc: 0,
         }
     }
 }

@@ -3,6 +3,7 @@
 use tern_protocol::ApiError;
 use tern_protocol::frame::{
     FLAG_ERROR, FLAG_FOUND, FLAG_RESPONSE, NO_SHARD_HINT, Opcode, write_frame, write_frame_raw,
+    write_frame_with_body_crc,
 };
 use tern_protocol::limits::FRAME_BODY_MAX_BYTES;
 use tern_protocol::messages::{ErrorResponse, encode};
@@ -59,6 +60,23 @@ pub fn item(out: &mut Vec<u8>, request_id: u64, item: Option<&[u8]>) {
             &[],
         ),
     }
+}
+
+/// [`item`] for found item bytes whose CRC32 is known (an item-cache hit): the frame's
+/// body CRC is `crc`, not recomputed.
+pub fn item_with_crc(out: &mut Vec<u8>, request_id: u64, bytes: &[u8], crc: u32) {
+    if bytes.len() > FRAME_BODY_MAX_BYTES {
+        return ok(out, Opcode::GetItem, request_id, bytes);
+    }
+    write_frame_with_body_crc(
+        out,
+        Opcode::GetItem,
+        FLAG_RESPONSE | FLAG_FOUND,
+        request_id,
+        NO_SHARD_HINT,
+        bytes,
+        crc,
+    )
 }
 
 /// Longest error message sent (messages that echo client input are cut to this).

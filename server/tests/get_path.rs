@@ -218,3 +218,55 @@ fn get_item_hit_allocates_nothing_and_returns_the_put_bytes() {
         .join()
         .unwrap();
 }
+
+/// The durable-ack path: parking a reply frame until its position is durable, releasing
+/// it into its connection's deferred buffer and the transport taking that buffer, in
+/// steady state (after the arena, the queue and the buffers have grown once), allocates
+/// nothing per request.
+#[test]
+fn parking_and_releasing_durable_acks_allocates_nothing_in_steady_state() {
+    use tern_server::acks::AckQueue;
+    use tern_server::service::{ConnCtx, Wakeup};
+    use tern_storage::store::LogPos;
+
+    let wakeup = Wakeup::new();
+    let conns: Vec<_> = (0..4).map(|i| ConnCtx::new(i, wakeup.clone())).collect();
+    let mut dirty = Vec::with_capacity(conns.len());
+    let mut acks = AckQueue::default();
+    let mut sent = Vec::with_capacity(64 * 1024);
+    let mut reply = Vec::new();
+    write_frame(
+        &mut reply,
+        Opcode::PutItem,
+        FLAG_RESPONSE,
+        9,
+        NO_SHARD_HINT,
+        &[&[0u8; 16]],
+    );
+    // One group commit: 64 writes park, one flush releases them all, the transport takes
+    // every dirty connection's replies.
+    let mut round = |pos: &mut u64| {
+        for i in 0..64 {
+            let c = &conns[i % conns.len()];
+            c.begin_deferred();
+            *pos += 100;
+            acks.push(c, LogPos(*pos), &reply, Opcode::PutItem, 9);
+        }
+        let released = acks.release(LogPos(*pos));
+        wakeup.take_dirty(&mut dirty);
+        for c in dirty.drain(..) {
+            sent.clear();
+            c.take_deferred(&mut sent);
+            assert!(!sent.is_empty());
+        }
+        released
+    };
+    let mut pos = 0;
+    for _ in 0..16 {
+        assert_eq!(round(&mut pos), 64);
+    }
+    let (released, allocations) =
+        allocations_during(|| (0..100).map(|_| round(&mut pos)).sum::<usize>());
+    assert_eq!(released, 6400);
+    assert_eq!(allocations, 0, "the durable-ack path allocated");
+}

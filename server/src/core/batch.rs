@@ -160,7 +160,7 @@ impl Core {
                 key.clear();
                 encode_index_key(partition_hash(&tk.table, pk), pk, sk, &mut key);
                 let (item, item_wait) = self.read_item(&shard, t.id, &key, tk.consistent_read)?;
-                let Some(bytes) = item else {
+                let Some(super::items::Found { bytes, .. }) = item else {
                     wait = wait.max(item_wait);
                     continue;
                 };
@@ -304,7 +304,7 @@ impl Core {
                         let (slot, _) = store
                             .put_slot(t.id, &w.index_key, &bytes, size as u32)
                             .map_err(|e| store_error(*shard_id, e))?;
-                        (CachedItem::written(slot), bytes.len())
+                        (CachedItem::written(slot, &bytes), bytes.len())
                     }
                     None => {
                         let (wait, _) = store

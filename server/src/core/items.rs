@@ -44,7 +44,7 @@ impl Core {
         let (slot, old) = store
             .put_slot(t.id, &key, item_bytes, info.size_bytes as u32)
             .map_err(|e| store_error(*shard_id, e))?;
-        let cached = CachedItem::written(slot);
+        let cached = CachedItem::written(slot, item_bytes);
         self.cache
             .borrow_mut()
             .wrote(t.id, &key, cached, item_bytes.len());
@@ -127,7 +127,13 @@ impl Core {
         };
         let (item, wait) = self.read_item(&shard, t.id, &key, req.consistent_read)?;
         let start = out.len();
-        reply::item(out, id, item);
+        match item {
+            Some(Found {
+                bytes,
+                crc: Some(crc),
+            }) => reply::item_with_crc(out, id, bytes, crc),
+            found => reply::item(out, id, found.map(|f| f.bytes)),
+        }
         Ok(self.when_durable(start, wait))
     }
 
@@ -177,21 +183,25 @@ impl Core {
         table: u32,
         key: &'s [u8],
         consistent: bool,
-    ) -> Result<(Option<&'s [u8]>, Option<LogPos>), ApiError> {
+    ) -> Result<(Option<Found<'s>>, Option<LogPos>), ApiError> {
         let store = &shard.store;
         shard.usable()?;
+        let found = |bytes| Found { bytes, crc: None };
         if consistent {
             let (item, wait) = store
                 .get(table, key)
                 .map_err(|e| store_error(shard.id, e))?;
-            return Ok((item.map(|i| i.bytes), wait));
+            return Ok((item.map(|i| found(i.bytes)), wait));
         }
         let mut cache = self.cache.borrow_mut();
         if let Some(hit) = cache.get_item(table, key) {
             let bytes = match hit.slot {
                 None => Some(None),
                 Some(slot) => match store.try_item_at(slot) {
-                    Some(read) => Some(Some(read.map_err(|e| store_error(shard.id, e))?)),
+                    Some(read) => Some(Some(Found {
+                        bytes: read.map_err(|e| store_error(shard.id, e))?,
+                        crc: Some(hit.crc),
+                    })),
                     None => None,
                 },
             };
@@ -203,7 +213,7 @@ impl Core {
             .get(table, key)
             .map_err(|e| store_error(shard.id, e))?;
         let cached = match &item {
-            Some(i) => CachedItem::written(i.slot),
+            Some(i) => CachedItem::written(i.slot, i.bytes),
             None => CachedItem::absent(wait),
         };
         cache.fill_item(
@@ -212,6 +222,12 @@ impl Core {
             cached,
             item.as_ref().map_or(0, |i| i.bytes.len()),
         );
-        Ok((item.map(|i| i.bytes), wait))
+        Ok((item.map(|i| found(i.bytes)), wait))
     }
+}
+
+/// An item read for a reply: its bytes, and their CRC32 when the cache already knew it.
+pub(super) struct Found<'s> {
+    pub bytes: &'s [u8],
+    pub crc: Option<u32>,
 }
