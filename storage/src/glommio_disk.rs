@@ -13,7 +13,7 @@
 #![allow(unsafe_code)]
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -61,6 +61,12 @@ struct Inner {
     dir: PathBuf,
     /// Open segment files, by name (the active one and the one being filled).
     files: RefCell<HashMap<String, Rc<BufferedFile>>>,
+    /// The same files opened `O_DSYNC`, for `write_synced`: each write through them is
+    /// durable when it completes (one io_uring operation, not a write then a sync).
+    dsync_files: RefCell<HashMap<String, Rc<BufferedFile>>>,
+    /// Files written through `write` since their last sync. An `O_DSYNC` write syncs
+    /// only its own range, so `write_synced` to one of these writes, then fdatasyncs.
+    unsynced: RefCell<HashSet<String>>,
     /// Length of the spare segment, once one is complete.
     spare: RefCell<Option<u64>>,
     filling: RefCell<bool>,
@@ -101,6 +107,8 @@ impl GlommioDisk {
             inner: Rc::new(Inner {
                 dir: dir.to_owned(),
                 files: RefCell::new(HashMap::new()),
+                dsync_files: RefCell::new(HashMap::new()),
+                unsynced: RefCell::new(HashSet::new()),
                 spare: RefCell::new(None),
                 filling: RefCell::new(false),
                 syncs_before_failure: Cell::new(None),
@@ -124,21 +132,69 @@ impl GlommioDisk {
     }
 
     async fn file(&self, name: &str) -> io::Result<Rc<BufferedFile>> {
-        if let Some(f) = self.inner.files.borrow().get(name) {
+        Self::open_cached(&self.inner.files, self.path(name), name, 0).await
+    }
+
+    async fn dsync_file(&self, name: &str) -> io::Result<Rc<BufferedFile>> {
+        Self::open_cached(
+            &self.inner.dsync_files,
+            self.path(name),
+            name,
+            libc::O_DSYNC,
+        )
+        .await
+    }
+
+    async fn open_cached(
+        cache: &RefCell<HashMap<String, Rc<BufferedFile>>>,
+        path: PathBuf,
+        name: &str,
+        flags: i32,
+    ) -> io::Result<Rc<BufferedFile>> {
+        if let Some(f) = cache.borrow().get(name) {
             return Ok(f.clone());
         }
         let f = OpenOptions::new()
             .read(true)
             .write(true)
-            .buffered_open(self.path(name))
+            .custom_flags(flags)
+            .buffered_open(path)
             .await
             .map_err(to_io)?;
         let f = Rc::new(f);
-        self.inner
-            .files
-            .borrow_mut()
-            .insert(name.to_owned(), f.clone());
+        cache.borrow_mut().insert(name.to_owned(), f.clone());
         Ok(f)
+    }
+
+    /// The sync failpoints (tests): fail or hang as a device would, else count the sync.
+    async fn sync_failpoints(&self) -> io::Result<()> {
+        match self.inner.syncs_before_failure.get() {
+            Some(0) => return Err(io::Error::from_raw_os_error(libc::EIO)),
+            Some(n) => self.inner.syncs_before_failure.set(Some(n - 1)),
+            None => {}
+        }
+        match self.inner.syncs_before_stall.get() {
+            Some(0) => std::future::pending::<()>().await,
+            Some(n) => self.inner.syncs_before_stall.set(Some(n - 1)),
+            None => {}
+        }
+        Ok(())
+    }
+
+    async fn write_through(
+        f: &BufferedFile,
+        name: &str,
+        offset: u64,
+        bytes: Vec<u8>,
+    ) -> io::Result<()> {
+        let n = bytes.len();
+        let written = f.write_at(bytes, offset).await.map_err(to_io)?;
+        if written != n {
+            return Err(io::Error::other(format!(
+                "short write to {name} at {offset}: {written} of {n} bytes"
+            )));
+        }
+        Ok(())
     }
 
     /// Creates `path` with `len` zero bytes, allocated, written and synced.
@@ -195,11 +251,6 @@ impl GlommioDisk {
     }
 }
 
-/// EIO, the error a failing device reports.
-fn libc_eio() -> i32 {
-    5
-}
-
 fn sync_dir(dir: &Path) -> io::Result<()> {
     fs::File::open(dir)?.sync_all()
 }
@@ -241,6 +292,8 @@ impl Disk for GlommioDisk {
 
     fn remove(&self, name: &str) -> io::Result<()> {
         self.inner.files.borrow_mut().remove(name);
+        self.inner.dsync_files.borrow_mut().remove(name);
+        self.inner.unsynced.borrow_mut().remove(name);
         fs::remove_file(self.path(name))?;
         sync_dir(&self.inner.dir)
     }
@@ -272,28 +325,28 @@ impl Disk for GlommioDisk {
 
     async fn write(&self, name: &str, offset: u64, bytes: Vec<u8>) -> io::Result<()> {
         let f = self.file(name).await?;
-        let n = bytes.len();
-        let written = f.write_at(bytes, offset).await.map_err(to_io)?;
-        if written != n {
-            return Err(io::Error::other(format!(
-                "short write to {name} at {offset}: {written} of {n} bytes"
-            )));
+        if !self.inner.unsynced.borrow().contains(name) {
+            self.inner.unsynced.borrow_mut().insert(name.to_owned());
         }
-        Ok(())
+        Self::write_through(&f, name, offset, bytes).await
+    }
+
+    async fn write_synced(&self, name: &str, offset: u64, bytes: Vec<u8>) -> io::Result<()> {
+        if self.inner.unsynced.borrow().contains(name) {
+            self.write(name, offset, bytes).await?;
+            return self.sync(name).await;
+        }
+        self.sync_failpoints().await?;
+        let f = self.dsync_file(name).await?;
+        Self::write_through(&f, name, offset, bytes).await
     }
 
     async fn sync(&self, name: &str) -> io::Result<()> {
-        match self.inner.syncs_before_failure.get() {
-            Some(0) => return Err(io::Error::from_raw_os_error(libc_eio())),
-            Some(n) => self.inner.syncs_before_failure.set(Some(n - 1)),
-            None => {}
-        }
-        match self.inner.syncs_before_stall.get() {
-            Some(0) => std::future::pending::<()>().await,
-            Some(n) => self.inner.syncs_before_stall.set(Some(n - 1)),
-            None => {}
-        }
+        self.sync_failpoints().await?;
         let f = self.file(name).await?;
+        // Cleared before the sync starts: a write that completes while it runs marks
+        // the file again (and a failed sync poisons the store: nothing retries).
+        self.inner.unsynced.borrow_mut().remove(name);
         f.fdatasync().await.map_err(to_io)
     }
 
@@ -324,5 +377,51 @@ impl Disk for GlommioDisk {
         f.close().await.map_err(to_io)?;
         fs::rename(&tmp, self.path(name))?;
         self.sync_dir_async().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn on_executor(f: impl AsyncFnOnce(GlommioDisk) + Send + 'static) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_owned();
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .spawn(move || async move { f(GlommioDisk::open(&path).unwrap()).await })
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+
+    #[test]
+    fn synced_and_plain_writes_land_in_the_same_file() {
+        on_executor(async |disk| {
+            disk.create_segment("s", 4096).await.unwrap();
+            disk.write("s", 0, vec![1; 8]).await.unwrap();
+            assert!(disk.inner.unsynced.borrow().contains("s"));
+            // After a plain write, a synced one must sync the whole file: an O_DSYNC
+            // write covers only its own range.
+            disk.write_synced("s", 8, vec![2; 8]).await.unwrap();
+            assert!(disk.inner.unsynced.borrow().is_empty());
+            disk.write_synced("s", 16, vec![3; 8]).await.unwrap();
+            let map = disk.map("s").unwrap();
+            assert_eq!(&map.bytes()[..24], [[1u8; 8], [2; 8], [3; 8]].concat());
+            assert!(map.bytes()[24..].iter().all(|&b| b == 0));
+        });
+    }
+
+    #[test]
+    fn a_synced_write_obeys_the_sync_failpoint() {
+        on_executor(async |disk| {
+            disk.create_segment("s", 4096).await.unwrap();
+            disk.set_failpoints(DiskFailpoints {
+                fail_sync_after: Some(1),
+                stall_sync_after: None,
+            });
+            disk.write_synced("s", 0, vec![1; 8]).await.unwrap();
+            let e = disk.write_synced("s", 8, vec![2; 8]).await.unwrap_err();
+            assert_eq!(e.raw_os_error(), Some(libc::EIO));
+        });
     }
 }

@@ -216,7 +216,8 @@ impl Chunk {
 }
 
 /// A unit of work for the driver: create `file` (a new segment), write `bytes` at
-/// `offset` of it (when not empty), then fdatasync each of `sync_files` in order.
+/// `offset` of it (when not empty), then fdatasync each of `sync_files` (in any order:
+/// the job is done when all are).
 #[derive(Debug)]
 pub struct FlushJob {
     pub file: String,
