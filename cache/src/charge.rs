@@ -5,10 +5,11 @@
 //!
 //! ```text
 //! charge = FIXED_OVERHEAD                       every entry (derivation below)
-//!        + 2 × composite key length             the key is stored twice: as the hash
-//!                                               map's key and in the slot (eviction
-//!                                               finds the map entry through it)
-//!        + value_bytes | result_bytes           the caller's bytes
+//!        + composite key length                 the key, once: in the entry's heap
+//!                                               block (the hash table holds only
+//!                                               slab indices)
+//!        + value_bytes | result_bytes           the caller's bytes (an item's inline
+//!                                               blob, in that same block, among them)
 //!        + QUERY_OVERHEAD + bound bytes         Query results: the registry reference
 //!          + ALLOC_OVERHEAD per bound           holding the span, the span's bounds
 //!        | SCAN_OVERHEAD                        Scan results: the registry reference
@@ -17,13 +18,13 @@
 //! `FIXED_OVERHEAD` (a function of `V` and `R`, because both live inline in the slot):
 //!
 //! * the slab slot, `size_of::<Slot<V, R>>()` (the entry, links, frequency, generation);
-//! * the hash map entry: `size_of::<(Box<[u8]>, u32)>()` plus one control byte, divided
-//!   by hashbrown's maximum load factor 7/8;
+//! * the hash table entry: a `u32` slab index plus one control byte, divided by
+//!   hashbrown's maximum load factor 7/8;
 //! * two S3-FIFO queue references, `2 × size_of::<QueueRef>()`: the entry's own, and the
 //!   dead one it may leave behind (a queue holds at most `2 × live + QUEUE_GARBAGE_SLACK`);
 //! * one ghost slot (`size_of::<u64>()` in the ring plus a `(u64, u64)` map entry at 7/8
 //!   load): the ghost never holds more hashes than there are live entries;
-//! * `2 × ALLOC_OVERHEAD_BYTES` for the two heap blocks of the key.
+//! * `ALLOC_OVERHEAD_BYTES` for the entry's one heap block (key and blob).
 //!
 //! LRU needs neither queue references nor a ghost but is charged the same, so both
 //! policies hold the same number of entries under a budget and hit ratios compare fairly.
@@ -49,8 +50,8 @@ pub(crate) const fn map_entry_bytes(entry_size: usize) -> usize {
     ((entry_size + 1) * 8).div_ceil(7)
 }
 
-/// The main map's entry: composite key → slab index.
-pub(crate) const MAP_ENTRY_BYTES: usize = map_entry_bytes(size_of::<(Box<[u8]>, u32)>());
+/// The main table's entry: a slab index (the key is in the entry).
+pub(crate) const MAP_ENTRY_BYTES: usize = map_entry_bytes(size_of::<u32>());
 
 /// One remembered hash in the ghost: its ring slot and its `hash → sequence` map entry.
 pub(crate) const GHOST_SLOT_BYTES: usize =
@@ -62,7 +63,7 @@ pub(crate) const fn fixed_overhead<V, R>() -> usize {
         + MAP_ENTRY_BYTES
         + 2 * size_of::<QueueRef>()
         + GHOST_SLOT_BYTES
-        + 2 * ALLOC_OVERHEAD_BYTES
+        + ALLOC_OVERHEAD_BYTES
 }
 
 /// A Query result's registry reference, plus (as if it were alone in its partition) the
@@ -78,7 +79,7 @@ pub(crate) const SCAN_OVERHEAD: usize =
 
 pub(crate) fn item<V, R>(key_len: usize, value_bytes: usize) -> usize {
     fixed_overhead::<V, R>()
-        .saturating_add(2 * key_len)
+        .saturating_add(key_len)
         .saturating_add(value_bytes)
 }
 
@@ -113,7 +114,7 @@ mod tests {
     /// The constant covers every `size_of` term its derivation claims, for a few payloads.
     fn check_overhead<V, R>() {
         let claimed = size_of::<Slot<V, R>>()
-            + size_of::<(Box<[u8]>, u32)>()
+            + size_of::<u32>()
             + 1
             + 2 * size_of::<QueueRef>()
             + size_of::<u64>()
@@ -121,7 +122,7 @@ mod tests {
             + 1;
         assert!(fixed_overhead::<V, R>() >= claimed);
         // The map terms are divided by the load factor, not merely added.
-        assert!(MAP_ENTRY_BYTES * 7 >= (size_of::<(Box<[u8]>, u32)>() + 1) * 8);
+        assert!(MAP_ENTRY_BYTES * 7 >= (size_of::<u32>() + 1) * 8);
         assert!(GHOST_SLOT_BYTES * 7 >= (size_of::<(u64, u64)>() + 1) * 8 + 7 * size_of::<u64>());
     }
 
@@ -148,7 +149,7 @@ mod tests {
     #[test]
     fn charges_add_up() {
         let f = fixed_overhead::<u64, ()>();
-        assert_eq!(item::<u64, ()>(10, 100), f + 20 + 100);
+        assert_eq!(item::<u64, ()>(10, 100), f + 10 + 100);
         let span = Span {
             partition: 7,
             lower: Bound::Included(b"abc".to_vec()),
@@ -156,11 +157,11 @@ mod tests {
         };
         assert_eq!(
             result::<u64, ()>(10, 100, ResultKind::Query, &span),
-            f + 20 + 100 + QUERY_OVERHEAD + 3 + ALLOC_OVERHEAD_BYTES
+            f + 10 + 100 + QUERY_OVERHEAD + 3 + ALLOC_OVERHEAD_BYTES
         );
         assert_eq!(
             result::<u64, ()>(10, 100, ResultKind::Scan, &span),
-            f + 20 + 100 + SCAN_OVERHEAD
+            f + 10 + 100 + SCAN_OVERHEAD
         );
     }
 }

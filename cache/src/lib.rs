@@ -37,6 +37,6 @@ mod stats;
 mod types;
 
 pub use limits::DEFAULT_TTL_MS;
-pub use shard::ShardCache;
+pub use shard::{EntryRef, ShardCache};
 pub use stats::CacheStats;
 pub use types::{CacheConfig, Lookup, Policy, ResultKind, Span, Ttls};

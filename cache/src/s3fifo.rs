@@ -172,7 +172,6 @@ pub(crate) struct S3Fifo {
     main: Fifo,
     small_target_bytes: usize,
     ghost: Ghost,
-    hasher: RandomState,
 }
 
 impl S3Fifo {
@@ -184,14 +183,13 @@ impl S3Fifo {
             main: Fifo::new(),
             small_target_bytes,
             ghost: Ghost::new(),
-            hasher: RandomState::new(),
         }
     }
 
     /// A new entry: to M if its key hash is in the ghost (forgetting it), else to S.
     pub fn admit<V, R>(&mut self, slab: &mut Slab<V, R>, index: u32) {
         let readmitted = !self.ghost.members.is_empty() && {
-            let hash = self.hasher.hash_one(&slab.get(index).key[..]);
+            let hash = slab.get(index).hash;
             self.ghost.take(hash)
         };
         slab.get_mut(index).freq = 0;
@@ -260,7 +258,7 @@ impl S3Fifo {
                 self.main.push(slab, r.index, Queue::Main);
                 continue;
             }
-            self.ghost.insert(self.hasher.hash_one(&entry.key[..]));
+            self.ghost.insert(entry.hash);
             return Some(r.index);
         }
         None

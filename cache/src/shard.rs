@@ -1,23 +1,28 @@
 //! `ShardCache`: one shard's item cache and query cache, under one byte budget and one
 //! eviction policy. Single-threaded: the shard's executor owns it.
 //!
-//! Entries live in a slab (`slab`) and are found through one hash map from a composite
-//! key to the slab index. The composite key is a tag byte (item, Query or Scan), the
-//! table id (`u32`, little endian) and the caller's bytes (the item's key, or the
-//! canonical bytes of the whole Query/Scan request). Lookups build it in a reused scratch
-//! buffer and look the map up by `&[u8]`: no allocation on the read path.
+//! Entries live in a slab (`slab`) and are found through one hash table of slab indices
+//! (`hashbrown::HashTable<u32>`: 4 bytes and a control byte per entry, so even a million
+//! entries' table mostly stays in the last-level cache). The composite key is a tag byte
+//! (item, Query or Scan), the table id (`u32`, little endian) and the caller's bytes (the
+//! item's key, or the canonical bytes of the whole Query/Scan request); it is stored once,
+//! in the entry's one heap block, followed by the entry's blob (an item's bytes, when the
+//! caller keeps them inline). Lookups build the composite key in a reused scratch buffer,
+//! hash it once, and compare it with the entry's: no allocation on the read path, and a
+//! hit touches the table, the slab slot and that one block.
 
 use std::collections::HashMap;
 use std::mem;
 
 use ahash::RandomState;
+use hashbrown::HashTable;
 
 use crate::charge;
 use crate::limits::MAX_ENTRY_BUDGET_DIVISOR;
 use crate::lru::Lru;
 use crate::registry::Registry;
 use crate::s3fifo::S3Fifo;
-use crate::slab::{Entry, NIL, Payload, Queue, Slab};
+use crate::slab::{Entry, NIL, Payload, Queue, QueueRef, Slab};
 use crate::stats::CacheStats;
 use crate::types::{CacheConfig, Lookup, Policy, ResultKind, Span, Ttls};
 
@@ -132,7 +137,9 @@ impl Eviction {
 pub struct ShardCache<V, R> {
     config: CacheConfig,
     table_ttls: HashMap<u32, Ttls, RandomState>,
-    map: HashMap<Box<[u8]>, u32, RandomState>,
+    /// Slab indices, by the hash of their entry's composite key (`Entry::hash`).
+    map: HashTable<u32>,
+    hasher: RandomState,
     slab: Slab<V, R>,
     eviction: Eviction,
     registry: Registry,
@@ -173,7 +180,8 @@ impl<V, R> ShardCache<V, R> {
         ShardCache {
             config,
             table_ttls: HashMap::with_hasher(RandomState::new()),
-            map: HashMap::with_hasher(RandomState::new()),
+            map: HashTable::new(),
+            hasher: RandomState::new(),
             slab: Slab::new(),
             eviction,
             registry: Registry::new(),
@@ -239,6 +247,15 @@ impl<V, R> ShardCache<V, R> {
         self.ttls(table).query_ms > 0
     }
 
+    /// The hash of the composite key in `scratch_key`, and its entry's slab index.
+    fn find_scratch(&self) -> (u64, Option<u32>) {
+        let hash = self.hasher.hash_one(&self.scratch_key[..]);
+        let key = &self.scratch_key[..];
+        let slab = &self.slab;
+        let index = self.map.find(hash, |&i| slab.get(i).key() == key).copied();
+        (hash, index)
+    }
+
     /// After a miss, caches what the store holds for `key` (`None`: no item), charged
     /// `value_bytes` plus overhead, until `now_ms + item TTL`. Replaces an entry already
     /// there. Not cached if the table's item cache is disabled or the entry would exceed
@@ -251,24 +268,41 @@ impl<V, R> ShardCache<V, R> {
         value_bytes: usize,
         now_ms: u64,
     ) {
+        self.fill_item_inline(table, key, value, &[], value_bytes, now_ms);
+    }
+
+    /// `fill_item` that also keeps `blob` (the item's bytes) in the entry, returned by
+    /// `item_blob`. `value_bytes` must count the blob: `blob.len() <= value_bytes`.
+    pub fn fill_item_inline(
+        &mut self,
+        table: u32,
+        key: &[u8],
+        value: Option<V>,
+        blob: &[u8],
+        value_bytes: usize,
+        now_ms: u64,
+    ) {
+        assert!(blob.len() <= value_bytes, "an inline blob is charged");
         let ttl = self.ttls(table).item_ms;
         if ttl == 0 {
             return;
         }
         compose(&mut self.scratch_key, TAG_ITEM, table, key);
-        if let Some(&index) = self.map.get(&self.scratch_key[..]) {
+        let (hash, found) = self.find_scratch();
+        if let Some(index) = found {
             self.remove(index, Removal::Replaced);
         }
         let charge = charge::item::<V, R>(self.scratch_key.len(), value_bytes);
         if charge <= self.max_entry_bytes() {
             self.make_room(charge, now_ms);
-            self.insert(
+            let new = NewEntry {
                 table,
-                Payload::Item(value),
-                None,
+                hash,
+                blob,
                 charge,
-                now_ms.saturating_add(ttl),
-            );
+                expires_at_ms: now_ms.saturating_add(ttl),
+            };
+            self.insert(new, Payload::Item(value), None);
         }
         self.assert_budget();
     }
@@ -287,8 +321,26 @@ impl<V, R> ShardCache<V, R> {
         value_bytes: usize,
         now_ms: u64,
     ) {
+        self.write_item_inline(table, partition, key, value, &[], value_bytes, now_ms);
+    }
+
+    /// `write_item` that also replaces the entry's blob with `blob` (counted in
+    /// `value_bytes`). A blob of the old one's length is overwritten in place: an
+    /// overwrite of a same-sized item allocates nothing.
+    #[allow(clippy::too_many_arguments)] // write_item's, plus the blob
+    pub fn write_item_inline(
+        &mut self,
+        table: u32,
+        partition: u64,
+        key: &[u8],
+        value: Option<V>,
+        blob: &[u8],
+        value_bytes: usize,
+        now_ms: u64,
+    ) {
+        assert!(blob.len() <= value_bytes, "an inline blob is charged");
         compose(&mut self.scratch_key, TAG_ITEM, table, key);
-        if let Some(&index) = self.map.get(&self.scratch_key[..]) {
+        if let (_, Some(index)) = self.find_scratch() {
             self.counters.item_updates += 1;
             let ttl = self.ttls(table).item_ms;
             let charge = charge::item::<V, R>(self.scratch_key.len(), value_bytes);
@@ -298,6 +350,12 @@ impl<V, R> ShardCache<V, R> {
                 let entry = self.slab.get_mut(index);
                 let old = entry.charge_bytes;
                 entry.payload = Payload::Item(value);
+                let key_len = entry.key_len as usize;
+                if entry.data.len() - key_len == blob.len() {
+                    entry.data[key_len..].copy_from_slice(blob);
+                } else {
+                    entry.data = [&self.scratch_key[..], blob].concat().into_boxed_slice();
+                }
                 entry.charge_bytes = charge;
                 entry.expires_at_ms = now_ms.saturating_add(ttl);
                 self.bytes_used = self.bytes_used - old + charge;
@@ -321,7 +379,7 @@ impl<V, R> ShardCache<V, R> {
             return Lookup::Bypass;
         }
         compose(&mut self.scratch_key, result_tag(kind), table, request);
-        let Some(&index) = self.map.get(&self.scratch_key[..]) else {
+        let (_, Some(index)) = self.find_scratch() else {
             self.count_result(kind, false);
             return Lookup::Miss;
         };
@@ -360,7 +418,8 @@ impl<V, R> ShardCache<V, R> {
             return;
         }
         compose(&mut self.scratch_key, result_tag(kind), table, request);
-        if let Some(&index) = self.map.get(&self.scratch_key[..]) {
+        let (hash, found) = self.find_scratch();
+        if let Some(index) = found {
             self.remove(index, Removal::Replaced);
         }
         let charge = charge::result::<V, R>(self.scratch_key.len(), result_bytes, kind, &span);
@@ -373,7 +432,14 @@ impl<V, R> ShardCache<V, R> {
                 registry_pos: u32::MAX,
             };
             let span = (kind == ResultKind::Query).then_some(span);
-            self.insert(table, payload, span, charge, now_ms.saturating_add(ttl));
+            let new = NewEntry {
+                table,
+                hash,
+                blob: &[],
+                charge,
+                expires_at_ms: now_ms.saturating_add(ttl),
+            };
+            self.insert(new, payload, span);
         }
         self.assert_budget();
     }
@@ -387,7 +453,7 @@ impl<V, R> ShardCache<V, R> {
 
     /// Drops every entry (and the ghost); keeps the counters and TTL overrides.
     pub fn clear(&mut self) {
-        self.map = HashMap::with_hasher(self.map.hasher().clone());
+        self.map = HashTable::new();
         self.slab = Slab::new();
         self.registry = Registry::new();
         self.eviction.clear();
@@ -418,23 +484,26 @@ impl<V, R> ShardCache<V, R> {
         }
     }
 
-    /// Inserts the entry whose composite key is in `scratch_key`; room is already made.
-    fn insert(
-        &mut self,
-        table: u32,
-        payload: Payload<V, R>,
-        span: Option<Span>,
-        charge: usize,
-        expires_at_ms: u64,
-    ) {
+    /// Inserts the entry whose composite key is in `scratch_key` (absent from the map);
+    /// room is already made.
+    fn insert(&mut self, new: NewEntry<'_>, payload: Payload<V, R>, span: Option<Span>) {
+        let NewEntry {
+            table,
+            hash,
+            blob,
+            charge,
+            expires_at_ms,
+        } = new;
         assert!(
             self.bytes_used + charge <= self.config.budget_bytes,
             "insert without room"
         );
-        let key: Box<[u8]> = Box::from(&self.scratch_key[..]);
+        debug_assert_eq!(hash, self.hasher.hash_one(&self.scratch_key[..]));
         let is_item = matches!(payload, Payload::Item(_));
         let index = self.slab.insert(Entry {
-            key: key.clone(),
+            hash,
+            data: [&self.scratch_key[..], blob].concat().into_boxed_slice(),
+            key_len: u32::try_from(self.scratch_key.len()).expect("keys are bounded"),
             payload,
             expires_at_ms,
             charge_bytes: charge,
@@ -444,8 +513,8 @@ impl<V, R> ShardCache<V, R> {
             freq: 0,
             queue: Queue::Small,
         });
-        let previous = self.map.insert(key, index);
-        assert!(previous.is_none(), "insert over a live key");
+        let slab = &self.slab;
+        self.map.insert_unique(hash, index, |&i| slab.get(i).hash);
         if let Payload::Result {
             kind, registry_pos, ..
         } = &mut self.slab.get_mut(index).payload
@@ -490,8 +559,8 @@ impl<V, R> ShardCache<V, R> {
     fn remove_detached(&mut self, index: u32, reason: Removal) {
         let entry = self.slab.remove(index);
         let charge = entry.charge_bytes;
-        let in_map = self.map.remove(&entry.key[..]);
-        assert_eq!(in_map, Some(index), "map and slab disagree");
+        let in_map = self.map.find_entry(entry.hash, |&i| i == index);
+        in_map.expect("map and slab disagree").remove();
         match entry.payload {
             Payload::Item(_) => self.item_entries -= 1,
             Payload::Result {
@@ -578,14 +647,21 @@ impl<V, R> ShardCache<V, R> {
         let mut items = 0;
         let mut results = 0;
         for (index, entry) in self.slab.iter() {
+            assert_eq!(entry.hash, self.hasher.hash_one(entry.key()), "entry hash");
+            let slab = &self.slab;
             assert_eq!(
-                self.map.get(&entry.key[..]),
+                self.map
+                    .find(entry.hash, |&i| slab.get(i).key() == entry.key()),
                 Some(&index),
                 "entry not in the map"
             );
-            assert!(entry.key.len() >= KEY_PREFIX_LEN, "short composite key");
+            assert!(entry.key().len() >= KEY_PREFIX_LEN, "short composite key");
+            assert!(
+                entry.blob().is_empty() || entry.is_item(),
+                "only item entries keep a blob"
+            );
             assert_eq!(
-                entry.key[1..KEY_PREFIX_LEN],
+                entry.key()[1..KEY_PREFIX_LEN],
                 entry.table.to_le_bytes(),
                 "table bytes"
             );
@@ -594,13 +670,13 @@ impl<V, R> ShardCache<V, R> {
                 "entry above the max entry charge"
             );
             assert!(
-                entry.charge_bytes >= Self::FIXED_OVERHEAD + 2 * entry.key.len(),
-                "entry charged less than its overhead and key"
+                entry.charge_bytes >= Self::FIXED_OVERHEAD + entry.data.len(),
+                "entry charged less than its overhead, key and blob"
             );
             bytes += entry.charge_bytes;
             match &entry.payload {
                 Payload::Item(_) => {
-                    assert_eq!(entry.key[0], TAG_ITEM, "item tag");
+                    assert_eq!(entry.key()[0], TAG_ITEM, "item tag");
                     items += 1;
                 }
                 Payload::Result {
@@ -609,7 +685,7 @@ impl<V, R> ShardCache<V, R> {
                     registry_pos,
                     ..
                 } => {
-                    assert_eq!(entry.key[0], result_tag(*kind), "result tag");
+                    assert_eq!(entry.key()[0], result_tag(*kind), "result tag");
                     let registered = match kind {
                         ResultKind::Query => {
                             self.registry
@@ -635,7 +711,9 @@ impl<V, R> ShardCache<V, R> {
     fn item_state(&self, table: u32, key: &[u8]) -> Option<(Queue, u8)> {
         let mut k = Vec::new();
         compose(&mut k, TAG_ITEM, table, key);
-        let entry = self.slab.get(*self.map.get(&k[..])?);
+        let hash = self.hasher.hash_one(&k[..]);
+        let index = *self.map.find(hash, |&i| self.slab.get(i).key() == k)?;
+        let entry = self.slab.get(index);
         Some((entry.queue, entry.freq))
     }
 
@@ -653,11 +731,25 @@ impl<V: Clone, R> ShardCache<V, R> {
     /// or expired: read the store, then `fill_item`) or `Bypass` (item cache disabled for
     /// the table; not counted).
     pub fn get_item(&mut self, table: u32, key: &[u8], now_ms: u64) -> Lookup<Option<V>> {
+        match self.get_item_ref(table, key, now_ms) {
+            Lookup::Hit((value, _)) => Lookup::Hit(value),
+            Lookup::Miss => Lookup::Miss,
+            Lookup::Bypass => Lookup::Bypass,
+        }
+    }
+
+    /// `get_item`, with a reference to the entry for `item_blob`.
+    pub fn get_item_ref(
+        &mut self,
+        table: u32,
+        key: &[u8],
+        now_ms: u64,
+    ) -> Lookup<(Option<V>, EntryRef)> {
         if !self.item_enabled(table) {
             return Lookup::Bypass;
         }
         compose(&mut self.scratch_key, TAG_ITEM, table, key);
-        let Some(&index) = self.map.get(&self.scratch_key[..]) else {
+        let (_, Some(index)) = self.find_scratch() else {
             self.counters.item_misses += 1;
             return Lookup::Miss;
         };
@@ -669,11 +761,37 @@ impl<V: Clone, R> ShardCache<V, R> {
         }
         self.eviction.hit(&mut self.slab, index);
         self.counters.item_hits += 1;
+        let entry = EntryRef(self.slab.queue_ref(index));
         match &self.slab.get(index).payload {
-            Payload::Item(value) => Lookup::Hit(value.clone()),
+            Payload::Item(value) => Lookup::Hit((value.clone(), entry)),
             Payload::Result { .. } => unreachable!("an item key names a result entry"),
         }
     }
+}
+
+impl<V, R> ShardCache<V, R> {
+    /// The blob of the item entry `entry` names (empty: none kept), or `None` if that
+    /// entry has left the cache since the lookup that returned the reference.
+    pub fn item_blob(&self, entry: EntryRef) -> Option<&[u8]> {
+        self.slab
+            .current_any(entry.0)
+            .filter(|e| e.is_item())
+            .map(|e| e.blob())
+    }
+}
+
+/// Names one entry, as `get_item_ref` found it; stale once that entry leaves the cache
+/// (the slot's generation changes), however the slot is reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryRef(QueueRef);
+
+/// What `insert` needs besides the payload.
+struct NewEntry<'b> {
+    table: u32,
+    hash: u64,
+    blob: &'b [u8],
+    charge: usize,
+    expires_at_ms: u64,
 }
 
 #[cfg(test)]

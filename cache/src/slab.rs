@@ -36,8 +36,14 @@ pub(crate) enum Payload<V, R> {
 }
 
 pub(crate) struct Entry<V, R> {
-    /// The composite key (`key` module); the same bytes as the hash map's key.
-    pub key: Box<[u8]>,
+    /// The hash map's hash of the composite key (also the S3-FIFO ghost's).
+    pub hash: u64,
+    /// The composite key (tag, table, caller's key), then the entry's blob: the item's
+    /// bytes for an item entry that keeps them inline (empty otherwise). One heap block,
+    /// so a hit touches the key it compares and the bytes it returns together.
+    pub data: Box<[u8]>,
+    /// Length of the composite key at the front of `data`.
+    pub key_len: u32,
     pub payload: Payload<V, R>,
     /// Expired when `now_ms >= expires_at_ms`.
     pub expires_at_ms: u64,
@@ -53,6 +59,16 @@ pub(crate) struct Entry<V, R> {
 }
 
 impl<V, R> Entry<V, R> {
+    /// The composite key.
+    pub fn key(&self) -> &[u8] {
+        &self.data[..self.key_len as usize]
+    }
+
+    /// The bytes kept after the key (an item's inline bytes; empty if none).
+    pub fn blob(&self) -> &[u8] {
+        &self.data[self.key_len as usize..]
+    }
+
     pub fn is_item(&self) -> bool {
         matches!(self.payload, Payload::Item(_))
     }
@@ -160,6 +176,15 @@ impl<V, R> Slab<V, R> {
             return None;
         }
         slot.entry.as_ref().filter(|e| e.queue == queue)
+    }
+
+    /// The entry a reference names, if it is still that entry (on any queue).
+    pub fn current_any(&self, r: QueueRef) -> Option<&Entry<V, R>> {
+        let slot = self.slots.get(r.index as usize)?;
+        if slot.generation != r.generation {
+            return None;
+        }
+        slot.entry.as_ref()
     }
 
     pub fn current_mut(&mut self, r: QueueRef, queue: Queue) -> Option<&mut Entry<V, R>> {

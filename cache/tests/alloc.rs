@@ -1,5 +1,6 @@
-//! Lookups do not allocate: the composite key is built in a reused scratch buffer and the
-//! map is searched by `&[u8]`. Checked with a counting global allocator (its own test
+//! Lookups do not allocate: the composite key is built in a reused scratch buffer, hashed,
+//! and compared with the entry's own; an overwrite of a same-sized inline item reuses
+//! the entry's block. Checked with a counting global allocator (its own test
 //! binary, one test, so no other thread allocates while it counts).
 // The allocator wrapper is the only unsafe code: it forwards to `System` unchanged.
 #![allow(unsafe_code)]
@@ -72,4 +73,23 @@ fn hits_misses_and_in_place_writes_do_not_allocate() {
         }
     });
     assert_eq!(n, 0, "allocations on the lookup path");
+    inline_hits_and_same_sized_overwrites_do_not_allocate();
+}
+
+/// Part of the one test (see the module doc).
+fn inline_hits_and_same_sized_overwrites_do_not_allocate() {
+    let mut c: ShardCache<u64, u64> = ShardCache::new(CacheConfig::with_budget(1 << 20));
+    let key = [7u8; 20];
+    c.fill_item_inline(1, &key, Some(1), &[1; 100], 100, 0);
+    let n = allocations_during(|| {
+        for round in 0..100u8 {
+            let Lookup::Hit((Some(_), entry)) = c.get_item_ref(1, &key, 1) else {
+                panic!("a miss on a filled key");
+            };
+            assert_eq!(c.item_blob(entry), Some(&[round.wrapping_add(1); 100][..]));
+            let next = [round.wrapping_add(2); 100];
+            c.write_item_inline(1, 4, &key, Some(1), &next, 100, 1);
+        }
+    });
+    assert_eq!(n, 0, "allocations on the inline hit and overwrite path");
 }

@@ -15,6 +15,13 @@ type Cache = ShardCache<u64, Rows>;
 type Store = BTreeMap<(u32, Vec<u8>), u64>;
 
 const TABLES: u32 = 2;
+
+/// The bytes an item entry keeps inline for `version` of an item: lengths vary (some
+/// repeat, so overwrites in place and with a new block both happen), contents name the
+/// version.
+fn blob(version: Option<u64>) -> Vec<u8> {
+    version.map_or_else(Vec::new, |v| vec![v as u8; (v % 13) as usize])
+}
 const PARTITIONS: u8 = 3;
 const SORT_KEYS: u8 = 8;
 
@@ -193,12 +200,14 @@ fn run(
             Op::Put { table, key, bytes } => {
                 version += 1;
                 m.store.insert((table, key.clone()), version);
-                cache.write_item(
+                let b = blob(Some(version));
+                cache.write_item_inline(
                     table,
                     partition_hash(key[0]),
                     &key,
                     Some(version),
-                    bytes,
+                    &b,
+                    bytes.max(b.len()),
                     now_ms,
                 );
                 m.item_expiry.insert((table, key), now_ms + m.ttls(table).0);
@@ -215,15 +224,22 @@ fn run(
                 recheck,
             } => {
                 let stored = m.store.get(&(table, key.clone())).copied();
-                match cache.get_item(table, &key, now_ms) {
-                    Lookup::Hit(cached) => {
+                match cache.get_item_ref(table, &key, now_ms) {
+                    Lookup::Hit((cached, entry)) => {
                         assert_eq!(cached, stored, "stale item {table}/{key:?}");
+                        assert_eq!(
+                            cache.item_blob(entry),
+                            Some(&blob(stored)[..]),
+                            "stale inline bytes {table}/{key:?}"
+                        );
                         m.check_item_fresh(table, &key, now_ms);
                     }
                     Lookup::Bypass => assert_eq!(m.ttls(table).0, 0, "Bypass of an enabled cache"),
                     Lookup::Miss => {
                         assert_ne!(m.ttls(table).0, 0, "Miss from a disabled cache");
-                        cache.fill_item(table, &key, stored, bytes, now_ms);
+                        let b = blob(stored);
+                        let bytes = bytes.max(b.len());
+                        cache.fill_item_inline(table, &key, stored, &b, bytes, now_ms);
                         m.item_expiry
                             .insert((table, key.clone()), now_ms + m.ttls(table).0);
                         let admissible =

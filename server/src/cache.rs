@@ -1,10 +1,12 @@
 //! The shard's DAX-style cache (design brief §6): a `tern_cache::ShardCache` plus what the
 //! server keeps in it and how it is configured.
 //!
-//! * **Item entries** hold a [`CachedItem`]: the record's slot in the log (the very bytes
-//!   the store serves, read again through `Store::try_item_at`, never copied) or "not
-//!   found", and the log position the answer may not be given before (a write not yet
-//!   durable is cached at once, and a hit waits for it exactly as a store read would).
+//! * **Item entries** hold a [`CachedItem`]: the record's slot in the log or "not found",
+//!   and the log position the answer may not be given before (a write not yet durable is
+//!   cached at once, and a hit waits for it exactly as a store read would). An item of up
+//!   to `CACHE_INLINE_ITEM_MAX_BYTES` is also kept inline, in the entry's own block next
+//!   to its key: a hit then never touches the log. A larger one is read again through
+//!   `Store::try_item_at` (the very bytes the store serves, never copied).
 //! * **Result entries** hold an encoded Query page or a Scan step over this shard's slice,
 //!   with the same position.
 //!
@@ -20,12 +22,13 @@
 use std::collections::HashMap;
 use std::ops::Bound;
 
-use tern_cache::{CacheConfig, Lookup, Policy, ResultKind, ShardCache, Span, Ttls};
+use tern_cache::{CacheConfig, EntryRef, Lookup, Policy, ResultKind, ShardCache, Span, Ttls};
 use tern_protocol::keys::decode_index_key_hash;
 use tern_protocol::messages::Counter;
 use tern_storage::index::Slot;
 use tern_storage::store::LogPos;
 
+use crate::limits::CACHE_INLINE_ITEM_MAX_BYTES;
 use crate::mesh::{ScanChunk, ScanRange};
 use crate::net::coarse_monotonic_ms;
 
@@ -61,6 +64,15 @@ impl CachedItem {
             wait: wait.unwrap_or_default(),
             crc: 0,
         }
+    }
+}
+
+/// What of an item's bytes its cache entry keeps inline: all of them, or none.
+fn inline(bytes: &[u8]) -> &[u8] {
+    if bytes.len() <= CACHE_INLINE_ITEM_MAX_BYTES {
+        bytes
+    } else {
+        &[]
     }
 }
 
@@ -173,29 +185,44 @@ impl ShardCacheState {
         self.cache.drop_table(id);
     }
 
-    pub fn get_item(&mut self, table: u32, key: &[u8]) -> Option<CachedItem> {
+    /// A cached item, and a reference for `inline_bytes`.
+    pub fn get_item(&mut self, table: u32, key: &[u8]) -> Option<(CachedItem, EntryRef)> {
         let now = self.now_ms();
-        match self.cache.get_item(table, key, now) {
-            Lookup::Hit(Some(item)) => Some(item),
+        match self.cache.get_item_ref(table, key, now) {
+            Lookup::Hit((Some(item), entry)) => Some((item, entry)),
             // The server never stores the cache's own negative form: "not found" is a
             // `CachedItem` with no slot, because it too carries a position.
-            Lookup::Hit(None) | Lookup::Miss | Lookup::Bypass => None,
+            Lookup::Hit((None, _)) | Lookup::Miss | Lookup::Bypass => None,
         }
     }
 
-    /// After a store read of `key` (which found `item`, of `len` bytes, or nothing).
-    pub fn fill_item(&mut self, table: u32, key: &[u8], item: CachedItem, len: usize) {
-        let now = self.now_ms();
-        self.cache.fill_item(table, key, Some(item), len, now);
+    /// The item's bytes, if its entry (as `get_item` just found it) keeps them inline.
+    pub fn inline_bytes(&self, entry: EntryRef) -> Option<&[u8]> {
+        self.cache.item_blob(entry).filter(|b| !b.is_empty())
     }
 
-    /// Write-through: the shard applied a Put (`item.slot` is its record) or a Delete
-    /// (`item.slot` is `None`) of `key`.
-    pub fn wrote(&mut self, table: u32, key: &[u8], item: CachedItem, len: usize) {
+    /// After a store read of `key` (which found `item`, whose bytes are `bytes`, or
+    /// nothing: `bytes` empty).
+    pub fn fill_item(&mut self, table: u32, key: &[u8], item: CachedItem, bytes: &[u8]) {
+        let now = self.now_ms();
+        self.cache
+            .fill_item_inline(table, key, Some(item), inline(bytes), bytes.len(), now);
+    }
+
+    /// Write-through: the shard applied a Put (`item.slot` is its record, `bytes` the
+    /// item) or a Delete (`item.slot` is `None`, `bytes` empty) of `key`.
+    pub fn wrote(&mut self, table: u32, key: &[u8], item: CachedItem, bytes: &[u8]) {
         let now = self.now_ms();
         let partition = decode_index_key_hash(key);
-        self.cache
-            .write_item(table, partition, key, Some(item), len, now);
+        self.cache.write_item_inline(
+            table,
+            partition,
+            key,
+            Some(item),
+            inline(bytes),
+            bytes.len(),
+            now,
+        );
     }
 
     /// A cached Query page for this exact request body.

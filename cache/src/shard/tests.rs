@@ -163,3 +163,27 @@ fn queue_garbage_is_compacted() {
     }
     assert_eq!(c.stats().entries, 300);
 }
+
+#[test]
+fn inline_bytes_follow_writes_and_a_stale_reference_finds_nothing() {
+    let mut c = cache(100, Policy::S3Fifo);
+    c.fill_item_inline(1, &key(1), Some(1), b"abc", 3, 0);
+    let Lookup::Hit((Some(1), r)) = c.get_item_ref(1, &key(1), 0) else {
+        panic!("filled key missed");
+    };
+    assert_eq!(c.item_blob(r), Some(&b"abc"[..]));
+    // Same length: in place; longer: a new block; a delete: no bytes.
+    c.write_item_inline(1, 0, &key(1), Some(2), b"xyz", 3, 0);
+    assert_eq!(c.item_blob(r), Some(&b"xyz"[..]));
+    c.write_item_inline(1, 0, &key(1), Some(3), b"longer", 6, 0);
+    assert_eq!(c.item_blob(r), Some(&b"longer"[..]));
+    c.write_item_inline(1, 0, &key(1), None, b"", 0, 0);
+    assert_eq!(c.item_blob(r), Some(&b""[..]));
+    c.check_invariants();
+    // Once the entry is gone, its reference finds nothing, even with the slot reused.
+    c.drop_table(1);
+    assert_eq!(c.item_blob(r), None);
+    c.fill_item_inline(1, &key(2), Some(2), b"new", 3, 0);
+    assert_eq!(c.item_blob(r), None);
+    c.check_invariants();
+}

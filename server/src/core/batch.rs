@@ -142,6 +142,7 @@ impl Core {
         response: &mut BatchGetItemResponse,
     ) -> Result<(usize, Option<LogPos>), ApiError> {
         let shard = self.shard.borrow();
+        let mut cache = self.cache.borrow_mut();
         let mut wait: Option<LogPos> = None;
         let mut left = budget_bytes;
         let mut full = left == 0;
@@ -159,7 +160,8 @@ impl Core {
                 let (pk, sk) = extract_key(&t.schema, ki)?;
                 key.clear();
                 encode_index_key(partition_hash(&tk.table, pk), pk, sk, &mut key);
-                let (item, item_wait) = self.read_item(&shard, t.id, &key, tk.consistent_read)?;
+                let (item, item_wait) =
+                    self.read_item(&shard, &mut cache, t.id, &key, tk.consistent_read)?;
                 let Some(super::items::Found { bytes, .. }) = item else {
                     wait = wait.max(item_wait);
                     continue;
@@ -299,23 +301,24 @@ impl Core {
                 let t = tables
                     .get(&w.table)
                     .ok_or_else(|| table_not_found(&w.table))?;
-                let (cached, len) = match w.put {
+                let cached = match &w.put {
                     Some((bytes, size)) => {
                         let (slot, _) = store
-                            .put_slot(t.id, &w.index_key, &bytes, size as u32)
+                            .put_slot(t.id, &w.index_key, bytes, *size as u32)
                             .map_err(|e| store_error(*shard_id, e))?;
-                        (CachedItem::written(slot, &bytes), bytes.len())
+                        CachedItem::written(slot, bytes)
                     }
                     None => {
                         let (wait, _) = store
                             .delete(t.id, &w.index_key)
                             .map_err(|e| store_error(*shard_id, e))?;
-                        (CachedItem::absent(wait), 0)
+                        CachedItem::absent(wait)
                     }
                 };
+                let bytes = w.put.as_ref().map_or(&[][..], |(b, _)| &b[..]);
                 self.cache
                     .borrow_mut()
-                    .wrote(t.id, &w.index_key, cached, len);
+                    .wrote(t.id, &w.index_key, cached, bytes);
                 local_wait = local_wait.max(Some(cached.wait).filter(|p| *p > LogPos::default()));
             }
             self.kick_flusher();

@@ -10,7 +10,7 @@ use tern_protocol::value::access_item;
 use tern_storage::store::LogPos;
 
 use super::{Core, OpResult, Outcome, WriteAck};
-use crate::cache::CachedItem;
+use crate::cache::{CachedItem, ShardCacheState};
 use crate::reply;
 use crate::shard::{Shard, store_error, table_not_found};
 
@@ -47,7 +47,7 @@ impl Core {
         let cached = CachedItem::written(slot, item_bytes);
         self.cache
             .borrow_mut()
-            .wrote(t.id, &key, cached, item_bytes.len());
+            .wrote(t.id, &key, cached, item_bytes);
         let pos = cached.wait;
         let ack = WriteAck {
             opcode: Opcode::PutItem,
@@ -125,7 +125,8 @@ impl Core {
             Ok(key) => key,
             Err(owner) => return Ok(Outcome::Forward(owner)),
         };
-        let (item, wait) = self.read_item(&shard, t.id, &key, req.consistent_read)?;
+        let mut cache = self.cache.borrow_mut();
+        let (item, wait) = self.read_item(&shard, &mut cache, t.id, &key, req.consistent_read)?;
         let start = out.len();
         match item {
             Some(Found {
@@ -166,7 +167,7 @@ impl Core {
             .map_err(|e| store_error(*shard_id, e))?;
         self.cache
             .borrow_mut()
-            .wrote(t.id, &key, CachedItem::absent(wait), 0);
+            .wrote(t.id, &key, CachedItem::absent(wait), &[]);
         let ack = WriteAck {
             opcode: Opcode::DeleteItem,
             id,
@@ -180,6 +181,7 @@ impl Core {
     pub(super) fn read_item<'s>(
         &self,
         shard: &'s Shard,
+        cache: &'s mut ShardCacheState,
         table: u32,
         key: &'s [u8],
         consistent: bool,
@@ -193,8 +195,17 @@ impl Core {
                 .map_err(|e| store_error(shard.id, e))?;
             return Ok((item.map(|i| found(i.bytes)), wait));
         }
-        let mut cache = self.cache.borrow_mut();
-        if let Some(hit) = cache.get_item(table, key) {
+        if let Some((hit, entry)) = cache.get_item(table, key) {
+            // (Looked up twice, cheaply: returning the first borrow while the miss path
+            // below mutates the cache is the case the borrow checker cannot split.)
+            if hit.slot.is_some() && cache.inline_bytes(entry).is_some() {
+                let bytes = cache.inline_bytes(entry).unwrap_or_default();
+                let found = Found {
+                    bytes,
+                    crc: Some(hit.crc),
+                };
+                return Ok((Some(found), store.until_durable(hit.wait)));
+            }
             let bytes = match hit.slot {
                 None => Some(None),
                 Some(slot) => match store.try_item_at(slot) {
@@ -216,12 +227,7 @@ impl Core {
             Some(i) => CachedItem::written(i.slot, i.bytes),
             None => CachedItem::absent(wait),
         };
-        cache.fill_item(
-            table,
-            key,
-            cached,
-            item.as_ref().map_or(0, |i| i.bytes.len()),
-        );
+        cache.fill_item(table, key, cached, item.as_ref().map_or(&[], |i| i.bytes));
         Ok((item.map(|i| found(i.bytes)), wait))
     }
 }
