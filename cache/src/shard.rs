@@ -308,10 +308,12 @@ impl<V, R> ShardCache<V, R> {
     }
 
     /// Write-through for a Put (`Some`) or Delete (`None`) of `key` that the store has
-    /// applied: updates the item entry if one is cached (never inserts one; its TTL
-    /// restarts), and drops every Query result of the table registered under `partition`
-    /// whose span contains `key`, and every Scan result of the table. Costs O(Query
-    /// results of that partition + Scan results of the table).
+    /// applied: updates the item entry if one is cached (its TTL restarts) or inserts one
+    /// (as DAX's write-through does: an item read right after its write is a hit; the
+    /// same admission rules as `fill_item`, and S3-FIFO's small queue keeps write-only
+    /// keys from pushing out what is read), and drops every Query result of the table
+    /// registered under `partition` whose span contains `key`, and every Scan result of
+    /// the table. Costs O(Query results of that partition + Scan results of the table).
     pub fn write_item(
         &mut self,
         table: u32,
@@ -340,10 +342,21 @@ impl<V, R> ShardCache<V, R> {
     ) {
         assert!(blob.len() <= value_bytes, "an inline blob is charged");
         compose(&mut self.scratch_key, TAG_ITEM, table, key);
-        if let (_, Some(index)) = self.find_scratch() {
+        let ttl = self.ttls(table).item_ms;
+        let charge = charge::item::<V, R>(self.scratch_key.len(), value_bytes);
+        let (hash, found) = self.find_scratch();
+        if found.is_none() && ttl > 0 && charge <= self.max_entry_bytes() {
+            self.make_room(charge, now_ms);
+            let new = NewEntry {
+                table,
+                hash,
+                blob,
+                charge,
+                expires_at_ms: now_ms.saturating_add(ttl),
+            };
+            self.insert(new, Payload::Item(value), None);
+        } else if let Some(index) = found {
             self.counters.item_updates += 1;
-            let ttl = self.ttls(table).item_ms;
-            let charge = charge::item::<V, R>(self.scratch_key.len(), value_bytes);
             if ttl == 0 || charge > self.max_entry_bytes() {
                 self.remove(index, Removal::Updated);
             } else {

@@ -11,7 +11,7 @@
 //!   with the same position.
 //!
 //! Every write the shard applies goes through [`ShardCacheState::wrote`] before its reply
-//! is produced (write-through: the item entry is updated, Query results whose span covers
+//! is produced (write-through: the item entry is updated or inserted, Query results whose span covers
 //! the key and every Scan result of the table are dropped), so a read after a write on
 //! any connection sees the write: nothing can run between the store's change and the
 //! cache's on a shard's single thread. Fills happen in the same synchronous step as the

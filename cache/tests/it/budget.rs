@@ -17,6 +17,7 @@ fn random_fills_and_writes_never_exceed_the_budget() {
         let mut rng = SplitMix(7);
         let max_entry = c.max_entry_bytes() as u64;
         let mut refused = 0;
+        let mut late_peak = 0;
         for i in 0..20_000u64 {
             let key = rng.below(2_000).to_be_bytes();
             // Sizes from 0 to twice the largest admissible entry.
@@ -46,14 +47,19 @@ fn random_fills_and_writes_never_exceed_the_budget() {
             }
             let s = c.stats();
             assert!(s.bytes <= s.budget_bytes, "{policy:?}: {s:?}");
+            if i >= 19_000 {
+                late_peak = late_peak.max(s.bytes);
+            }
             if i.is_multiple_of(512) {
                 c.check_invariants();
             }
         }
         let s = c.stats();
         assert!(refused > 0 && s.evictions > 0, "{policy:?}: {s:?}");
-        // The cache runs full: after thousands of evictions it is close to the budget.
-        assert!(s.bytes > s.budget_bytes - max_entry, "{policy:?}: {s:?}");
+        // The cache runs full: after thousands of evictions it comes within one entry of
+        // the budget (at the peaks: a write that shrinks an entry or an invalidation can
+        // leave it lower at any one moment, such as the last).
+        assert!(late_peak > s.budget_bytes - max_entry, "{policy:?}: {s:?}");
         c.check_invariants();
     }
 }

@@ -3,7 +3,7 @@
 
 use std::ops::Bound::{self, Excluded, Included, Unbounded};
 
-use tern_cache::{Lookup, ResultKind, ShardCache, Span};
+use tern_cache::{Lookup, ResultKind, ShardCache, Span, Ttls};
 
 use crate::cache;
 
@@ -204,7 +204,7 @@ fn query_and_scan_with_the_same_request_bytes_are_distinct() {
 }
 
 #[test]
-fn writes_update_cached_items_in_place_and_never_insert() {
+fn writes_update_cached_items_in_place_and_insert_the_others() {
     let mut c: Cache = cache(1 << 20);
     c.fill_item(TABLE, b"k", None, 0, 0);
     assert_eq!(c.get_item(TABLE, b"k", 0), Lookup::Hit(None));
@@ -212,11 +212,25 @@ fn writes_update_cached_items_in_place_and_never_insert() {
     assert_eq!(c.get_item(TABLE, b"k", 0), Lookup::Hit(Some(5)));
     c.write_item(TABLE, P, b"k", None, 0, 0);
     assert_eq!(c.get_item(TABLE, b"k", 0), Lookup::Hit(None));
-    // Not cached before: a write does not insert it.
+    // Not cached before: a write inserts it (DAX's write-through), a Put and a Delete.
     c.write_item(TABLE, P, b"other", Some(1), 10, 0);
-    assert_eq!(c.get_item(TABLE, b"other", 0), Lookup::Miss);
+    assert_eq!(c.get_item(TABLE, b"other", 0), Lookup::Hit(Some(1)));
+    c.write_item(TABLE, P, b"gone", None, 0, 0);
+    assert_eq!(c.get_item(TABLE, b"gone", 0), Lookup::Hit(None));
     let s = c.stats();
-    assert_eq!((s.item_updates, s.item_entries), (2, 1));
+    assert_eq!((s.item_updates, s.item_entries), (2, 3));
+    // A write too large to keep inserts nothing; with the item cache off, neither.
+    c.write_item(TABLE, P, b"huge", Some(1), c.max_entry_bytes(), 0);
+    assert_eq!(c.get_item(TABLE, b"huge", 0), Lookup::Miss);
+    c.set_table_ttls(
+        TABLE,
+        Some(Ttls {
+            item_ms: 0,
+            query_ms: 1_000,
+        }),
+    );
+    c.write_item(TABLE, P, b"off", Some(1), 10, 0);
+    assert_eq!(c.stats().item_entries, 0);
     c.check_invariants();
 }
 
