@@ -18,7 +18,9 @@ use ahash::RandomState;
 use hashbrown::HashTable;
 
 use crate::charge;
-use crate::limits::MAX_ENTRY_BUDGET_DIVISOR;
+use crate::limits::{
+    MAX_ENTRY_BUDGET_DIVISOR, TABLE_RESERVE_ENTRY_BYTES, TABLE_RESERVE_MAX_ENTRIES,
+};
 use crate::lru::Lru;
 use crate::registry::Registry;
 use crate::s3fifo::S3Fifo;
@@ -180,7 +182,9 @@ impl<V, R> ShardCache<V, R> {
         ShardCache {
             config,
             table_ttls: HashMap::with_hasher(RandomState::new()),
-            map: HashTable::new(),
+            map: HashTable::with_capacity(
+                (config.budget_bytes / TABLE_RESERVE_ENTRY_BYTES).min(TABLE_RESERVE_MAX_ENTRIES),
+            ),
             hasher: RandomState::new(),
             slab: Slab::new(),
             eviction,
@@ -466,7 +470,7 @@ impl<V, R> ShardCache<V, R> {
 
     /// Drops every entry (and the ghost); keeps the counters and TTL overrides.
     pub fn clear(&mut self) {
-        self.map = HashTable::new();
+        self.map.clear();
         self.slab = Slab::new();
         self.registry = Registry::new();
         self.eviction.clear();
