@@ -30,8 +30,7 @@
 //! policies hold the same number of entries under a budget and hit ratios compare fairly.
 //!
 //! Not charged: spare capacity of growable containers (a `Vec` or `VecDeque` up to twice
-//! its length, a hash map between 7/16 and 7/8 full right after it doubles, the main
-//! table's up-front reserve, `limits::TABLE_RESERVE_ENTRY_BYTES`), free slab
+//! its length, a hash map between 7/16 and 7/8 full right after it doubles), free slab
 //! slots kept after a peak, the queues' constant `QUEUE_GARBAGE_SLACK`, and the caller's
 //! own heap inside `V` or `R` unless it passes it in `value_bytes`/`result_bytes`. So
 //! resident memory can exceed the budget by up to about the overhead terms once more,

@@ -37,16 +37,3 @@ pub const ENTRIES_MAX: usize = u32::MAX as usize - 1;
 /// What the allocator adds to every heap block, as charged: glibc's malloc keeps an
 /// 8-byte header and rounds each chunk up to 16 bytes, so 8 + 8 on average.
 pub const ALLOC_OVERHEAD_BYTES: usize = 16;
-
-/// The hash table is sized up front for `budget_bytes / TABLE_RESERVE_ENTRY_BYTES`
-/// entries (an item entry of a 100-byte item is charged ~300 bytes), so it does not grow
-/// while the cache fills: hashbrown grows all at once, and growing a million-slot table
-/// in the middle of a read load stalled the shard for ~30 ms. The reserve costs one
-/// control byte per slot up front (~0.2 % of the budget) and four bytes per slot of
-/// address space that stays untouched until used.
-pub const TABLE_RESERVE_ENTRY_BYTES: usize = 512;
-
-/// Not more than this many slots are reserved, whatever the budget.
-pub const TABLE_RESERVE_MAX_ENTRIES: usize = 1 << 26;
-
-const _: () = assert!(TABLE_RESERVE_MAX_ENTRIES <= ENTRIES_MAX);

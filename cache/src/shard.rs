@@ -18,9 +18,7 @@ use ahash::RandomState;
 use hashbrown::HashTable;
 
 use crate::charge;
-use crate::limits::{
-    MAX_ENTRY_BUDGET_DIVISOR, TABLE_RESERVE_ENTRY_BYTES, TABLE_RESERVE_MAX_ENTRIES,
-};
+use crate::limits::MAX_ENTRY_BUDGET_DIVISOR;
 use crate::lru::Lru;
 use crate::registry::Registry;
 use crate::s3fifo::S3Fifo;
@@ -182,9 +180,7 @@ impl<V, R> ShardCache<V, R> {
         ShardCache {
             config,
             table_ttls: HashMap::with_hasher(RandomState::new()),
-            map: HashTable::with_capacity(
-                (config.budget_bytes / TABLE_RESERVE_ENTRY_BYTES).min(TABLE_RESERVE_MAX_ENTRIES),
-            ),
+            map: HashTable::new(),
             hasher: RandomState::new(),
             slab: Slab::new(),
             eviction,
@@ -470,7 +466,7 @@ impl<V, R> ShardCache<V, R> {
 
     /// Drops every entry (and the ghost); keeps the counters and TTL overrides.
     pub fn clear(&mut self) {
-        self.map.clear();
+        self.map = HashTable::new();
         self.slab = Slab::new();
         self.registry = Registry::new();
         self.eviction.clear();
