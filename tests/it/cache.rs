@@ -55,13 +55,21 @@ fn item_cache_serves_repeat_reads_and_every_write_shows_at_once() {
         c.get_item("kvs", &key("a"), false).unwrap()
     });
     assert_eq!(v_of(&got), Some(n(1)));
-    assert_eq!(d, [1, 0], "the write put the item in the cache (DAX's write-through)");
+    assert_eq!(
+        d,
+        [1, 0],
+        "the write put the item in the cache (DAX's write-through)"
+    );
     // A key never written: the first read misses and fills ("not found" is cached too).
     let (got, d) = delta(&mut c, &hm, |c| {
         c.get_item("kvs", &key("never"), false).unwrap()
     });
     assert_eq!(got, None);
-    assert_eq!(d, [0, 1], "the first read of an unwritten key fills the cache");
+    assert_eq!(
+        d,
+        [0, 1],
+        "the first read of an unwritten key fills the cache"
+    );
     let (got, d) = delta(&mut c, &hm, |c| {
         c.get_item("kvs", &key("never"), false).unwrap()
     });
@@ -348,7 +356,11 @@ fn ttl_zero_disables_a_cache_and_tables_can_override() {
             );
         }
     });
-    assert_eq!(d, [3, 0], "the per-table TTL turns it on (the put filled it)");
+    assert_eq!(
+        d,
+        [3, 0],
+        "the per-table TTL turns it on (the put filled it)"
+    );
 }
 
 #[test]
