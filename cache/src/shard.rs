@@ -294,17 +294,41 @@ impl<V, R> ShardCache<V, R> {
         }
         let charge = charge::item::<V, R>(self.scratch_key.len(), value_bytes);
         if charge <= self.max_entry_bytes() {
-            self.make_room(charge, now_ms);
-            let new = NewEntry {
+            self.admit_item(
                 table,
                 hash,
+                value,
                 blob,
                 charge,
-                expires_at_ms: now_ms.saturating_add(ttl),
-            };
-            self.insert(new, Payload::Item(value), None);
+                now_ms.saturating_add(ttl),
+                now_ms,
+            );
         }
         self.assert_budget();
+    }
+
+    /// Makes room for and inserts the item entry whose composite key is in `scratch_key`
+    /// (absent from the map) and hashes to `hash`.
+    #[allow(clippy::too_many_arguments)] // the entry's fields, and the time
+    fn admit_item(
+        &mut self,
+        table: u32,
+        hash: u64,
+        value: Option<V>,
+        blob: &[u8],
+        charge: usize,
+        expires_at_ms: u64,
+        now_ms: u64,
+    ) {
+        self.make_room(charge, now_ms);
+        let new = NewEntry {
+            table,
+            hash,
+            blob,
+            charge,
+            expires_at_ms,
+        };
+        self.insert(new, Payload::Item(value), None);
     }
 
     /// Write-through for a Put (`Some`) or Delete (`None`) of `key` that the store has
@@ -346,15 +370,15 @@ impl<V, R> ShardCache<V, R> {
         let charge = charge::item::<V, R>(self.scratch_key.len(), value_bytes);
         let (hash, found) = self.find_scratch();
         if found.is_none() && ttl > 0 && charge <= self.max_entry_bytes() {
-            self.make_room(charge, now_ms);
-            let new = NewEntry {
+            self.admit_item(
                 table,
                 hash,
+                value,
                 blob,
                 charge,
-                expires_at_ms: now_ms.saturating_add(ttl),
-            };
-            self.insert(new, Payload::Item(value), None);
+                now_ms.saturating_add(ttl),
+                now_ms,
+            );
         } else if let Some(index) = found {
             self.counters.item_updates += 1;
             if ttl == 0 || charge > self.max_entry_bytes() {
