@@ -341,25 +341,14 @@ pub fn write_frame_with_body_crc(
     body: &[u8],
     crc: u32,
 ) {
-    assert!(
-        body.len() <= FRAME_BODY_MAX_BYTES,
-        "frame body {} over the maximum",
-        body.len()
-    );
     debug_assert_eq!(crc, crc32fast::hash(body), "a stale body CRC");
-    let header = Header {
-        opcode,
+    let frame = FrameHead {
+        opcode: opcode as u8,
         flags,
         request_id,
-        body_len: body.len() as u32,
-        body_crc32: crc,
         shard_hint,
     };
-    let mut head = [0u8; HEADER_LEN];
-    write_header(&mut head, opcode as u8, &header);
-    out.reserve(HEADER_LEN + body.len());
-    out.extend_from_slice(&head);
-    out.extend_from_slice(body);
+    write_frame_parts(out, frame, &[body], body.len(), crc);
 }
 
 /// [`write_frame`] with the opcode as a byte: for the reply to an opcode this build does
@@ -373,25 +362,50 @@ pub fn write_frame_raw(
     body_parts: &[&[u8]],
 ) {
     let body_len: usize = body_parts.iter().map(|p| p.len()).sum();
-    assert!(
-        body_len <= FRAME_BODY_MAX_BYTES,
-        "frame body {body_len} over the maximum"
-    );
     let mut crc = crc32fast::Hasher::new();
     for part in body_parts {
         crc.update(part);
     }
+    let frame = FrameHead {
+        opcode,
+        flags,
+        request_id,
+        shard_hint,
+    };
+    write_frame_parts(out, frame, body_parts, body_len, crc.finalize());
+}
+
+/// The header fields a writer chooses (length and CRC come from the body).
+struct FrameHead {
+    opcode: u8,
+    flags: u16,
+    request_id: u64,
+    shard_hint: u32,
+}
+
+/// Appends the header and then `body_parts` (`body_len` bytes in all, CRC32 `crc`).
+fn write_frame_parts(
+    out: &mut Vec<u8>,
+    frame: FrameHead,
+    body_parts: &[&[u8]],
+    body_len: usize,
+    crc: u32,
+) {
+    assert!(
+        body_len <= FRAME_BODY_MAX_BYTES,
+        "frame body {body_len} over the maximum"
+    );
     let header = Header {
         // Only `write_header`'s `opcode` byte is written; this field is not.
         opcode: Opcode::Hello,
-        flags,
-        request_id,
+        flags: frame.flags,
+        request_id: frame.request_id,
         body_len: body_len as u32,
-        body_crc32: crc.finalize(),
-        shard_hint,
+        body_crc32: crc,
+        shard_hint: frame.shard_hint,
     };
     let mut head = [0u8; HEADER_LEN];
-    write_header(&mut head, opcode, &header);
+    write_header(&mut head, frame.opcode, &header);
     out.reserve(HEADER_LEN + body_len);
     out.extend_from_slice(&head);
     for part in body_parts {

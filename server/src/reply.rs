@@ -37,13 +37,24 @@ pub fn ok(out: &mut Vec<u8>, opcode: Opcode, request_id: u64, body: &[u8]) {
     );
 }
 
-/// Appends a GetItem response: the stored item bytes as the body, or an empty body.
-pub fn item(out: &mut Vec<u8>, request_id: u64, item: Option<&[u8]>) {
-    match item {
-        Some(bytes) if bytes.len() > FRAME_BODY_MAX_BYTES => {
+/// Appends a GetItem response: the stored item bytes as the body, or an empty body. A
+/// found item's CRC32, when the caller knows it (an item-cache hit), is the frame's body
+/// CRC instead of being computed again.
+pub fn item(out: &mut Vec<u8>, request_id: u64, item: Option<&[u8]>, crc: Option<u32>) {
+    match (item, crc) {
+        (Some(bytes), _) if bytes.len() > FRAME_BODY_MAX_BYTES => {
             ok(out, Opcode::GetItem, request_id, bytes)
         }
-        Some(bytes) => write_frame(
+        (Some(bytes), Some(crc)) => write_frame_with_body_crc(
+            out,
+            Opcode::GetItem,
+            FLAG_RESPONSE | FLAG_FOUND,
+            request_id,
+            NO_SHARD_HINT,
+            bytes,
+            crc,
+        ),
+        (Some(bytes), None) => write_frame(
             out,
             Opcode::GetItem,
             FLAG_RESPONSE | FLAG_FOUND,
@@ -51,7 +62,7 @@ pub fn item(out: &mut Vec<u8>, request_id: u64, item: Option<&[u8]>) {
             NO_SHARD_HINT,
             &[bytes],
         ),
-        None => write_frame(
+        (None, _) => write_frame(
             out,
             Opcode::GetItem,
             FLAG_RESPONSE,
@@ -60,23 +71,6 @@ pub fn item(out: &mut Vec<u8>, request_id: u64, item: Option<&[u8]>) {
             &[],
         ),
     }
-}
-
-/// [`item`] for found item bytes whose CRC32 is known (an item-cache hit): the frame's
-/// body CRC is `crc`, not recomputed.
-pub fn item_with_crc(out: &mut Vec<u8>, request_id: u64, bytes: &[u8], crc: u32) {
-    if bytes.len() > FRAME_BODY_MAX_BYTES {
-        return ok(out, Opcode::GetItem, request_id, bytes);
-    }
-    write_frame_with_body_crc(
-        out,
-        Opcode::GetItem,
-        FLAG_RESPONSE | FLAG_FOUND,
-        request_id,
-        NO_SHARD_HINT,
-        bytes,
-        crc,
-    )
 }
 
 /// Longest error message sent (messages that echo client input are cut to this).

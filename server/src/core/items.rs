@@ -128,13 +128,8 @@ impl Core {
         let mut cache = self.cache.borrow_mut();
         let (item, wait) = self.read_item(&shard, &mut cache, t.id, &key, req.consistent_read)?;
         let start = out.len();
-        match item {
-            Some(Found {
-                bytes,
-                crc: Some(crc),
-            }) => reply::item_with_crc(out, id, bytes, crc),
-            found => reply::item(out, id, found.map(|f| f.bytes)),
-        }
+        let crc = item.as_ref().and_then(|f| f.crc);
+        reply::item(out, id, item.map(|f| f.bytes), crc);
         Ok(self.when_durable(start, wait))
     }
 
