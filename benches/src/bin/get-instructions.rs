@@ -61,7 +61,10 @@ struct Cli {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    ensure!(cli.keys > 0 && cli.depth > 0, "--keys and --depth must be positive");
+    ensure!(
+        cli.keys > 0 && cli.depth > 0,
+        "--keys and --depth must be positive"
+    );
     LocalExecutorBuilder::new(Placement::Unbound)
         .io_memory(512 * 1024)
         .spawn(move || async move { run(cli).await })
@@ -91,7 +94,9 @@ async fn setup_request(core: &Rc<Core>, bytes: &[u8]) -> anyhow::Result<()> {
         }
         Outcome::Durable { pos, .. } => {
             core.kick_flusher();
-            core.durable(pos).await.map_err(|e| anyhow::anyhow!("{e:?}"))
+            core.durable(pos)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e:?}"))
         }
         _ => bail!("a set-up request was forwarded or malformed"),
     }
@@ -167,7 +172,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         if let Some(pos) = last.filter(|_| i % 4096 == 4095 || i + 1 == cli.keys) {
             core.kick_flusher();
-            core.durable(pos).await.map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            core.durable(pos)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e:?}"))?;
         }
     }
     for i in 0..cli.keys {
