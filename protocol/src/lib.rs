@@ -5,12 +5,14 @@
 //! * `keys`: the routing hash, index key encoding and Query sort-key ranges.
 //! * `json`: the DynamoDB JSON codec.
 //! * `frame`: the 32-byte header and sans-I/O frame parsing.
+//! * `fastpath`: GetItem's body and key read by hand for the hot path (declines the rest).
 //! * `messages`: request and response bodies (rkyv archives, validated once, read in place).
 //! * `error`: DynamoDB error names ([`ErrorCode`]) and the user-facing [`ApiError`].
 //! * `limits`: every bound, in one place.
 #![forbid(unsafe_code)]
 
 pub mod error;
+pub mod fastpath;
 pub mod frame;
 pub mod json;
 pub mod keys;

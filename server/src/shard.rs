@@ -6,7 +6,9 @@
 //! acknowledged, and each shard logs it in its own log) and the items whose partitions
 //! it owns.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::path::Path;
 
 use tern_protocol::limits::TABLE_NAME_MAX_LEN;
@@ -25,9 +27,72 @@ pub struct TableState {
     pub creation_time_ms: u64,
 }
 
+/// A table's name as the catalog's map key. It hashes and compares as bytes, so a name
+/// straight off the wire is looked up before (and without) any UTF-8 check: a name that
+/// equals a stored one is valid UTF-8 because the stored one is.
+#[derive(Debug, PartialEq, Eq)]
+struct TableName(String);
+
+impl Hash for TableName {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.as_bytes().hash(state);
+    }
+}
+
+impl Borrow<[u8]> for TableName {
+    fn borrow(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+/// The tables a shard knows, by name.
+#[derive(Debug, Default)]
+pub struct Tables(HashMap<TableName, TableState, ahash::RandomState>);
+
+impl Tables {
+    pub fn get(&self, name: &str) -> Option<&TableState> {
+        self.0.get(name.as_bytes())
+    }
+
+    /// Looks a table up by a name not yet known to be UTF-8; returns the stored name.
+    pub fn get_by_bytes(&self, name: &[u8]) -> Option<(&str, &TableState)> {
+        self.0.get_key_value(name).map(|(n, t)| (n.0.as_str(), t))
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.0.contains_key(name.as_bytes())
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &TableState)> {
+        self.0.iter().map(|(n, t)| (n.0.as_str(), t))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn insert(&mut self, name: String, t: TableState) {
+        self.0.insert(TableName(name), t);
+    }
+
+    fn remove(&mut self, name: &str) {
+        self.0.remove(name.as_bytes());
+    }
+}
+
+impl FromIterator<(String, TableState)> for Tables {
+    fn from_iter<I: IntoIterator<Item = (String, TableState)>>(iter: I) -> Self {
+        Tables(iter.into_iter().map(|(n, t)| (TableName(n), t)).collect())
+    }
+}
+
 pub struct Shard {
     pub id: u32,
-    pub tables: HashMap<String, TableState, ahash::RandomState>,
+    pub tables: Tables,
     pub store: Store<GlommioDisk>,
     /// What recovery did when the shard opened (for its counters).
     pub recovery: RecoveryReport,
@@ -147,7 +212,7 @@ impl Shard {
     }
 
     pub fn has_table(&self, name: &str) -> bool {
-        self.tables.contains_key(name)
+        self.tables.contains(name)
     }
 
     /// Logs the table's creation; returns the position to wait for before acknowledging.
@@ -157,7 +222,7 @@ impl Shard {
         schema: KeySchema,
         creation_time_ms: u64,
     ) -> Result<LogPos, ApiError> {
-        if self.tables.contains_key(name) {
+        if self.tables.contains(name) {
             return Err(ApiError::in_use(format!("Table already exists: {name}")));
         }
         let desc = TableDesc {
@@ -195,7 +260,7 @@ impl Shard {
 
     /// Table names in ascending order.
     pub fn table_names(&self) -> Vec<&str> {
-        let mut names: Vec<&str> = self.tables.keys().map(String::as_str).collect();
+        let mut names: Vec<&str> = self.tables.iter().map(|(n, _)| n).collect();
         names.sort_unstable();
         names
     }

@@ -131,7 +131,7 @@ impl Core {
         shard: Shard,
         mut cache: ShardCacheState,
     ) -> Rc<Core> {
-        for (name, t) in &shard.tables {
+        for (name, t) in shard.tables.iter() {
             cache.table_added(name, t.id);
         }
         Rc::new(Core {
