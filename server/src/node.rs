@@ -29,6 +29,7 @@ use glommio::{Latency, LocalExecutorBuilder, Placement, Shares};
 use tern_storage::disk::Disk;
 use tern_storage::flush::run_job;
 use tern_storage::glommio_disk::DiskFailpoints;
+use tern_storage::maintenance::{Maintenance, Task};
 use tern_storage::store::StoreConfig;
 
 use crate::cache::{CacheSettings, ShardCacheState};
@@ -192,8 +193,11 @@ async fn run_flusher(core: Rc<Core>) {
     }
 }
 
-/// Checkpoints, compaction and spare segments, in a low-priority task queue.
+/// Checkpoints, compaction and spare segments, in a low-priority task queue. The order
+/// of checkpoints and compaction is `tern_storage::maintenance`'s, which the crash
+/// simulator runs too; this task only performs the waits and the file writes it asks for.
 async fn run_maintenance(core: Rc<Core>) {
+    let mut lane = Maintenance::new(COMPACTION_STEP_BYTES);
     loop {
         glommio::timer::sleep(MAINTENANCE_PERIOD).await;
         let (disk, segment_size, failed) = {
@@ -212,47 +216,32 @@ async fn run_maintenance(core: Rc<Core>) {
         {
             tracing::warn!("preparing a spare segment: {e}");
         }
-        if core.shard().borrow().store.checkpoint_due() {
-            let mut job = core.shard().borrow_mut().store.begin_checkpoint();
-            let result = match core.settled(job.replay_from).await {
-                Ok(()) => {
-                    disk.write_file(&job.file, std::mem::take(&mut job.bytes))
-                        .await
+        loop {
+            let task = lane.step(&mut core.shard().borrow_mut().store);
+            match task {
+                Task::AwaitSettled(pos) => {
+                    core.kick_flusher();
+                    // A failed store ends the wait; the next step sees the failure.
+                    let _ = core.settled(pos).await;
                 }
-                Err(e) => Err(std::io::Error::other(e.message)),
-            };
-            core.shard()
-                .borrow_mut()
-                .store
-                .checkpoint_written(&job, result);
-        }
-        let candidate = core.shard().borrow().store.compaction_candidate();
-        if let Some(segment) = candidate
-            && let Err(e) = compact(&core, segment).await
-        {
-            tracing::error!("compaction of segment {segment}: {e}");
+                Task::WriteCheckpoint(mut job) => {
+                    let bytes = std::mem::take(&mut job.bytes);
+                    let result = disk.write_file(&job.file, bytes).await;
+                    lane.checkpoint_written(&mut core.shard().borrow_mut().store, &job, result);
+                }
+                Task::Yield => {
+                    core.kick_flusher();
+                    glommio::yield_if_needed().await;
+                }
+                Task::RoundDone { error } => {
+                    if let Some(e) = error {
+                        tracing::error!("{e}");
+                    }
+                    break;
+                }
+            }
         }
     }
-}
-
-/// Compacts one segment: copies its live records, waits for them to be durable, drops it.
-async fn compact(core: &Rc<Core>, segment: u32) -> anyhow::Result<()> {
-    let mut cursor = Some(0u32);
-    while let Some(at) = cursor {
-        cursor =
-            core.shard()
-                .borrow_mut()
-                .store
-                .compact_step(segment, at, COMPACTION_STEP_BYTES)?;
-        core.kick_flusher();
-        glommio::yield_if_needed().await;
-    }
-    let copied_up_to = core.shard().borrow().store.appended_pos();
-    core.settled(copied_up_to)
-        .await
-        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
-    core.shard().borrow_mut().store.drop_segment(segment)?;
-    Ok(())
 }
 
 /// Stops a node from any thread, and tells how far each shard got.

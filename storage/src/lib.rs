@@ -8,7 +8,9 @@
 //!   flatbuffers;
 //! * `disk`: the file operations the log needs — `glommio_disk` (io_uring writes and
 //!   syncs, mmap reads) in production, `sim` (loses unsynced writes on a simulated crash)
-//!   in tests; `flush` runs a group commit against either.
+//!   in tests; `flush` runs a group commit against either;
+//! * `maintenance`: the order of checkpoints and compaction, as a sans-I/O state machine
+//!   that the server and the crash simulator both drive.
 //!
 //! Keys are *index keys* (`tern_protocol::keys::encode_index_key`: partition-key hash,
 //! partition key, sort key in DynamoDB order), opaque here except that their first 8
@@ -27,5 +29,6 @@ pub mod format;
 pub mod glommio_disk;
 pub mod index;
 pub mod limits;
+pub mod maintenance;
 pub mod sim;
 pub mod store;

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use tern_storage::flush::{Step, run_step};
+use tern_storage::maintenance::{Maintenance, Task};
 use tern_storage::sim::{SimDisk, SplitMix};
 use tern_storage::store::{CheckpointJob, Durability, LogPos, Store, StoreConfig, StoreError};
 
@@ -99,9 +100,10 @@ struct Run {
     ops: Vec<(Op, LogPos)>,
     /// Steps of the flush job in progress.
     steps: Vec<Step>,
-    checkpoint: Option<CheckpointJob>,
-    /// Segment being compacted, its cursor (None = copies done), the position to await.
-    compaction: Option<(u32, Option<u32>, LogPos)>,
+    /// Production's upkeep lane (checkpoints, then a compaction, per round), and the
+    /// task it last asked for.
+    maintenance: Maintenance,
+    task: Option<Task>,
     stats: Stats,
 }
 
@@ -156,22 +158,16 @@ impl Run {
         }
     }
 
-    /// One I/O step: continue or start a flush job, or a step of the checkpoint or of
-    /// the compaction (chosen at random, as the executor interleaves them).
+    /// One I/O step: continue or start a flush job, or a step of the upkeep lane (chosen
+    /// at random, as the executor interleaves the flusher and the maintenance task).
     fn io_step(&mut self) {
-        match self.rng.below(3) {
+        match self.rng.below(2) {
             0 => self.flush_step(),
-            1 => self.checkpoint_step(),
-            _ => self.compaction_step(),
+            _ => self.maintenance_step(),
         }
     }
 
     fn flush_step(&mut self) {
-        // Background work waiting for the files to catch up asks for a sync, as the
-        // server's maintenance task does.
-        if self.checkpoint.is_some() || matches!(self.compaction, Some((_, None, _))) {
-            self.store.request_sync();
-        }
         if self.steps.is_empty()
             && let Some(job) = self.store.next_flush()
         {
@@ -187,38 +183,31 @@ impl Run {
         }
     }
 
-    fn checkpoint_step(&mut self) {
-        if let Some(job) = self.checkpoint.take() {
-            if self.store.is_settled(job.replay_from) == Ok(true) {
+    /// Performs the task the upkeep lane asked for, when it can be performed now, and
+    /// steps the lane: what production's maintenance task does, one await at a time.
+    fn maintenance_step(&mut self) {
+        let task = match self.task.take() {
+            Some(task) => task,
+            None => self.maintenance.step(&mut self.store),
+        };
+        self.task = match task {
+            Task::AwaitSettled(pos) => match self.store.is_settled(pos) {
+                // Not yet: the flusher must run first (the lane asked for a sync).
+                Ok(false) => Some(Task::AwaitSettled(pos)),
+                Ok(true) | Err(_) => None,
+            },
+            Task::WriteCheckpoint(job) => {
                 let r = block_on(self.disk_write_file(&job));
-                self.store.checkpoint_written(&job, r);
-            } else {
-                self.checkpoint = Some(job);
+                self.maintenance
+                    .checkpoint_written(&mut self.store, &job, r);
+                None
             }
-        } else if self.store.checkpoint_due() {
-            self.checkpoint = Some(self.store.begin_checkpoint());
-        }
-    }
-
-    fn compaction_step(&mut self) {
-        match self.compaction {
-            None => {
-                if let Some(seg) = self.store.compaction_candidate() {
-                    self.compaction = Some((seg, Some(0), LogPos::default()));
-                }
+            Task::Yield => None,
+            Task::RoundDone { error } => {
+                assert!(error.is_none(), "compaction failed: {error:?}");
+                None
             }
-            Some((seg, Some(cursor), _)) => {
-                let next = self.store.compact_step(seg, cursor, 700).expect("compact");
-                self.compaction = Some((seg, next, self.store.appended_pos()));
-            }
-            Some((seg, None, wait)) => {
-                if wait <= self.store.settled_pos() {
-                    self.store.drop_segment(seg).expect("drop");
-                    self.stats.compactions += 1;
-                    self.compaction = None;
-                }
-            }
-        }
+        };
     }
 
     async fn disk_write_file(&self, job: &CheckpointJob) -> std::io::Result<()> {
@@ -285,8 +274,8 @@ impl Run {
         self.base = got;
         self.ops.clear();
         self.steps.clear();
-        self.checkpoint = None;
-        self.compaction = None;
+        self.maintenance.reset();
+        self.task = None;
     }
 }
 
@@ -301,8 +290,8 @@ fn run_seed(seed: u64) -> Stats {
         base: Model::new(),
         ops: Vec::new(),
         steps: Vec::new(),
-        checkpoint: None,
-        compaction: None,
+        maintenance: Maintenance::new(700),
+        task: None,
         stats: Stats::default(),
     };
     let cycles = 3 + rng.below(4);
@@ -320,6 +309,7 @@ fn run_seed(seed: u64) -> Stats {
         }
         run.crash_and_check();
     }
+    run.stats.compactions = run.maintenance.counts().1;
     run.stats
 }
 
