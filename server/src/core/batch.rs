@@ -15,8 +15,8 @@ use tern_protocol::value::{ArchivedItem, access_item};
 use tern_protocol::{ApiError, ErrorCode, KeySchema};
 use tern_storage::store::LogPos;
 
+use super::write::ItemWrite;
 use super::{Core, Fail, OpResult, Outcome};
-use crate::cache::CachedItem;
 use crate::mesh::{Answer, Call};
 use crate::page::ITEM_SLOT_BYTES;
 use crate::reply;
@@ -301,25 +301,15 @@ impl Core {
                 let t = tables
                     .get(&w.table)
                     .ok_or_else(|| table_not_found(&w.table))?;
-                let cached = match &w.put {
-                    Some((bytes, size)) => {
-                        let (slot, _) = store
-                            .put_slot(t.id, &w.index_key, bytes, *size as u32)
-                            .map_err(|e| store_error(*shard_id, e))?;
-                        CachedItem::written(slot, bytes)
-                    }
-                    None => {
-                        let (wait, _) = store
-                            .delete(t.id, &w.index_key)
-                            .map_err(|e| store_error(*shard_id, e))?;
-                        CachedItem::absent(wait)
-                    }
+                let write = match &w.put {
+                    Some((bytes, size)) => ItemWrite::Put {
+                        bytes,
+                        size_bytes: *size as u32,
+                    },
+                    None => ItemWrite::Delete,
                 };
-                let bytes = w.put.as_ref().map_or(&[][..], |(b, _)| &b[..]);
-                self.cache
-                    .borrow_mut()
-                    .wrote(t.id, &w.index_key, cached, bytes);
-                local_wait = local_wait.max(Some(cached.wait).filter(|p| *p > LogPos::default()));
+                let written = self.write_item(store, *shard_id, t.id, &w.index_key, write)?;
+                local_wait = local_wait.max(written.wait);
             }
             self.kick_flusher();
             local_wait = local_wait.filter(|p| !store.is_durable(*p).unwrap_or(false));

@@ -10,6 +10,7 @@ use tern_protocol::validate::{check_item_bytes, check_key_bytes, validate_item, 
 use tern_protocol::value::access_item;
 use tern_storage::store::LogPos;
 
+use super::write::ItemWrite;
 use super::{Core, OpResult, Outcome, WriteAck};
 use crate::cache::{CachedItem, ShardCacheState};
 use crate::reply;
@@ -42,20 +43,17 @@ impl Core {
             Ok(key) => key,
             Err(owner) => return Ok(Outcome::Forward(owner)),
         };
-        let (slot, old) = store
-            .put_slot(t.id, &key, item_bytes, info.size_bytes as u32)
-            .map_err(|e| store_error(*shard_id, e))?;
-        let cached = CachedItem::written(slot, item_bytes);
-        self.cache
-            .borrow_mut()
-            .wrote(t.id, &key, cached, item_bytes);
-        let pos = cached.wait;
+        let write = ItemWrite::Put {
+            bytes: item_bytes,
+            size_bytes: info.size_bytes as u32,
+        };
+        let written = self.write_item(store, *shard_id, t.id, &key, write)?;
         let ack = WriteAck {
             opcode: Opcode::PutItem,
             id,
             return_values: req.return_values,
         };
-        Ok(self.acknowledge(out, store, ack, Some(pos), old))
+        Ok(self.acknowledge(out, store, ack, written.wait, written.old))
     }
 
     /// Replies to a single-item write that appended (or waits on) the record ending at
@@ -171,18 +169,13 @@ impl Core {
             Ok(key) => key,
             Err(owner) => return Ok(Outcome::Forward(owner)),
         };
-        let (wait, old) = store
-            .delete(t.id, &key)
-            .map_err(|e| store_error(*shard_id, e))?;
-        self.cache
-            .borrow_mut()
-            .wrote(t.id, &key, CachedItem::absent(wait), &[]);
+        let written = self.write_item(store, *shard_id, t.id, &key, ItemWrite::Delete)?;
         let ack = WriteAck {
             opcode: Opcode::DeleteItem,
             id,
             return_values: req.return_values,
         };
-        Ok(self.acknowledge(out, store, ack, wait, old))
+        Ok(self.acknowledge(out, store, ack, written.wait, written.old))
     }
 
     /// One item through the cache (unless `consistent`), else the store: its bytes and

@@ -12,7 +12,8 @@
 //!
 //! The operations live by family in submodules, each an `impl Core` block: `tables`
 //! (Hello, DDL, DescribeTable, ListTables, Stats), `items` (PutItem, GetItem, DeleteItem and
-//! the cached read path), `query_scan`, `batch`. This module keeps what they share:
+//! the cached read path), `query_scan`, `batch`; every item write goes through `write`,
+//! the one seam replication proposes at. This module keeps what they share:
 //! decoding and routing, forwarding, the durability waits and the transport seam.
 //!
 //! The GetItem path decodes nothing it does not need: the request body and key are read
@@ -46,6 +47,7 @@ mod batch;
 mod items;
 mod query_scan;
 mod tables;
+mod write;
 
 pub use query_scan::segment_range;
 
