@@ -2,6 +2,7 @@
 //!
 //! * `value`, `number`, `schema`: DynamoDB's data model and the one item encoding.
 //! * `validate`: DynamoDB's rules (sizes, limits, key presence) checked on an archived item.
+//! * `requests`: DynamoDB's rules on a request's shape (batch counts and bytes, scan segments).
 //! * `keys`: the routing hash, index key encoding and Query sort-key ranges.
 //! * `json`: the DynamoDB JSON codec.
 //! * `frame`: the 32-byte header and sans-I/O frame parsing.
@@ -19,6 +20,7 @@ pub mod keys;
 pub mod limits;
 pub mod messages;
 pub mod number;
+pub mod requests;
 pub mod schema;
 pub mod validate;
 pub mod value;

@@ -64,6 +64,8 @@ pub const KEY_ITEM_ENCODED_MAX_BYTES: usize =
     8 + 2 * (17 + KEY_ATTRIBUTE_NAME_MAX_BYTES) + PARTITION_KEY_MAX_BYTES + SORT_KEY_MAX_BYTES;
 /// ListTables: at most 100 names per page.
 pub const LIST_TABLES_LIMIT_MAX: usize = 100;
+/// Scan: a parallel scan has at most 1,000,000 segments.
+pub const SCAN_TOTAL_SEGMENTS_MAX: u32 = 1_000_000;
 
 /// (tern) Largest frame body accepted: a full BatchWriteItem (25 × 400 KB) plus encoding
 /// overhead fits; anything larger is a malformed frame and closes the connection.

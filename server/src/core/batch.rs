@@ -5,11 +5,11 @@ use std::rc::Rc;
 
 use tern_protocol::frame::{FLAG_ERROR, FLAG_FORWARDED, Opcode, parse_frame, write_frame};
 use tern_protocol::keys::{encode_index_key, extract_key, partition_hash};
-use tern_protocol::limits::{
-    BATCH_GET_KEYS_MAX, BATCH_GET_RESPONSE_MAX_BYTES, BATCH_WRITE_ITEMS_MAX,
-    BATCH_WRITE_REQUEST_MAX_BYTES,
-};
+use tern_protocol::limits::BATCH_GET_RESPONSE_MAX_BYTES;
 use tern_protocol::messages::*;
+use tern_protocol::requests::{
+    check_batch_get_count, check_batch_write_bytes, check_batch_write_count, check_tables_unique,
+};
 use tern_protocol::validate::{check_item_bytes, check_key_bytes, validate_item, validate_key};
 use tern_protocol::value::{ArchivedItem, access_item};
 use tern_protocol::{ApiError, ErrorCode, KeySchema};
@@ -33,12 +33,7 @@ impl Core {
     ) -> OpResult {
         let req = access::<ArchivedBatchGetItemRequest>(body)?;
         let total: usize = req.tables.iter().map(|t| t.keys.len()).sum();
-        if total == 0 || total > BATCH_GET_KEYS_MAX {
-            return Err(ApiError::validation(format!(
-                "Too many items requested for the BatchGetItem call: {total} keys, must be between 1 and {BATCH_GET_KEYS_MAX}"
-            ))
-            .into());
-        }
+        check_batch_get_count(total)?;
         // Per owner shard: per table, the keys it owns.
         let mut parts: Vec<Vec<KeysAndAttributes>> = vec![Vec::new(); self.topology.shard_count()];
         {
@@ -202,12 +197,7 @@ impl Core {
     ) -> OpResult {
         let req = access::<ArchivedBatchWriteItemRequest>(body)?;
         let total: usize = req.tables.iter().map(|t| t.requests.len()).sum();
-        if total == 0 || total > BATCH_WRITE_ITEMS_MAX {
-            return Err(ApiError::validation(format!(
-                "1 validation error detected: Value at 'requestItems' failed to satisfy constraint: Map value must have between 1 and {BATCH_WRITE_ITEMS_MAX} write requests, got {total}"
-            ))
-            .into());
-        }
+        check_batch_write_count(total)?;
         // Validate everything before applying anything: a batch with one bad request is
         // rejected whole, as DynamoDB does.
         let request_bytes: usize = req
@@ -218,12 +208,7 @@ impl Core {
                 ArchivedWriteRequest::Put(b) | ArchivedWriteRequest::Delete(b) => b.len(),
             })
             .sum();
-        if request_bytes > BATCH_WRITE_REQUEST_MAX_BYTES {
-            return Err(ApiError::validation(format!(
-                "Item size has exceeded the maximum allowed size: the request's items and keys take {request_bytes} bytes, the most one BatchWriteItem may carry is {BATCH_WRITE_REQUEST_MAX_BYTES}"
-            ))
-            .into());
-        }
+        check_batch_write_bytes(request_bytes)?;
         let mut parts: Vec<Vec<TableWriteRequests>> = vec![Vec::new(); self.topology.shard_count()];
         let mut local_ops: Vec<LocalWrite> = Vec::new();
         {
@@ -412,19 +397,6 @@ impl Core {
         }
         decode::<T>(frame.body).map_err(|e| ApiError::internal(e.to_string()))
     }
-}
-
-/// Fails when a table appears twice in a batch's RequestItems.
-fn check_tables_unique<'a>(names: impl Iterator<Item = &'a str>) -> Result<(), ApiError> {
-    let mut seen = HashSet::new();
-    for name in names {
-        if !seen.insert(name) {
-            return Err(ApiError::validation(format!(
-                "Table {name} appears twice in RequestItems"
-            )));
-        }
-    }
-    Ok(())
 }
 
 /// The entry for `table` at the end of a per-owner list, appended when the list ends

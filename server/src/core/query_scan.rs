@@ -10,6 +10,7 @@ use tern_protocol::keys::{
 };
 use tern_protocol::limits::PARTITION_COUNT;
 use tern_protocol::messages::*;
+use tern_protocol::requests::check_scan_segments;
 use tern_protocol::validate::{check_key_bytes, page_limit, validate_key};
 use tern_protocol::value::access_item;
 use tern_protocol::{ApiError, KeySchema};
@@ -156,18 +157,7 @@ impl Core {
         req: ScanRequest,
         schema: KeySchema,
     ) -> Result<PageResponse, ApiError> {
-        if req.total_segments == 0 || req.total_segments > 1_000_000 {
-            return Err(ApiError::validation(format!(
-                "1 validation error detected: Value '{}' at 'totalSegments' failed to satisfy constraint: Member must have value between 1 and 1000000",
-                req.total_segments
-            )));
-        }
-        if req.segment >= req.total_segments {
-            return Err(ApiError::validation(format!(
-                "The Segment parameter is zero-based and must be less than parameter TotalSegments: Segment: {} is not less than TotalSegments: {}",
-                req.segment, req.total_segments
-            )));
-        }
+        check_scan_segments(req.segment, req.total_segments)?;
         let limit = page_limit(req.limit)?;
         let (seg_lo, seg_hi) = segment_range(req.segment, req.total_segments);
         let mut lower = Bound::Included(seg_lo.to_be_bytes().to_vec());

@@ -4,8 +4,8 @@ use std::rc::Rc;
 
 use tern_protocol::ApiError;
 use tern_protocol::frame::Opcode;
-use tern_protocol::limits::LIST_TABLES_LIMIT_MAX;
 use tern_protocol::messages::*;
+use tern_protocol::requests::list_tables_limit;
 use tern_protocol::validate::{validate_key_schema, validate_table_name};
 
 use super::{Core, OpResult, Outcome, now_ms};
@@ -184,16 +184,7 @@ impl Core {
 
     pub(super) fn list_tables(&self, id: u64, body: &[u8], out: &mut Vec<u8>) -> OpResult {
         let req = access::<ArchivedListTablesRequest>(body)?;
-        let limit = match req.limit.as_ref().map(|l| l.to_native() as usize) {
-            None => LIST_TABLES_LIMIT_MAX,
-            Some(l) if (1..=LIST_TABLES_LIMIT_MAX).contains(&l) => l,
-            Some(l) => {
-                return Err(ApiError::validation(format!(
-                    "1 validation error detected: Value '{l}' at 'limit' failed to satisfy constraint: Member must have value between 1 and {LIST_TABLES_LIMIT_MAX}"
-                ))
-                .into());
-            }
-        };
+        let limit = list_tables_limit(req.limit.as_ref().map(|l| l.to_native() as usize))?;
         let shard = self.shard.borrow();
         let names = shard.table_names();
         let start = req.exclusive_start_table_name.as_ref().map(|s| s.as_str());
