@@ -1,0 +1,20 @@
+//! tern-replica: a shard's replication, sans-I/O.
+//!
+//! Each shard is a Raft group of three replicas, one per availability zone
+//! (`../shared/DESIGN.md` §7), using raft-rs's `RawNode`:
+//! * `replica`: one replica driven by its caller — tick, step, propose, and the work of
+//!   each Ready (send, persist asynchronously, apply), with proposals resolved as
+//!   applied or lost;
+//! * `log`: what a replica's Raft log must provide (`ReplicaLog`) and an in-memory one
+//!   (`MemLog`) that the deterministic simulator uses as each replica's disk.
+//!
+//! No I/O and no clock here: production (the shard's glommio executor) and the
+//! simulator (`tests/sim.rs`: lossy, reordering, partitioned network; crashes that lose
+//! what was not persisted) run the same code.
+#![forbid(unsafe_code)]
+
+pub mod log;
+pub mod replica;
+
+pub use log::{MemLog, ReplicaLog};
+pub use replica::{Committed, Output, ProposeError, Replica, Resolution};

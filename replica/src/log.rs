@@ -1,0 +1,198 @@
+//! What a replica's Raft log must do, and an in-memory one.
+//!
+//! [`ReplicaLog`] is raft-rs's `Storage` (read entries, terms, the hard state) plus the
+//! writes a Ready asks for: append entries — replacing a conflicting suffix — and record
+//! the hard state. Both are readable at once and durable later: the driver makes them
+//! durable (a group commit of the shard's log in production) and then tells the replica
+//! (`Replica::on_persisted`). That is what raft-rs's asynchronous persistence requires
+//! (`advance_append_async`: "the updates can be read by raft from the Storage before").
+//!
+//! [`MemLog`] keeps it all in memory. The deterministic simulator uses it as each
+//! replica's log, keeping a clone as the "disk image" taken at each persist, so that a
+//! crash loses exactly what was not persisted. The shard's `Store` is the production
+//! implementation (the storage log is the Raft log: issue 13's next step).
+
+use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
+use raft::{GetEntriesContext, RaftState, Storage, StorageError};
+
+/// A Raft log a replica can drive; see the module doc.
+pub trait ReplicaLog: Storage {
+    /// Appends `entries` (consecutive indexes): any entry already at or after the first
+    /// one's index is replaced — the conflicting suffix a new leader overrides.
+    fn append(&mut self, entries: &[Entry]);
+    /// Records the hard state (term, vote, commit).
+    fn set_hard_state(&mut self, hs: &HardState);
+}
+
+/// A Raft log in memory, with no compacted prefix (first index 1).
+#[derive(Debug, Clone)]
+pub struct MemLog {
+    hard_state: HardState,
+    conf_state: ConfState,
+    /// Entries from index 1, consecutive.
+    entries: Vec<Entry>,
+}
+
+impl MemLog {
+    /// An empty log of a group whose voters are `voters`.
+    pub fn new(voters: &[u64]) -> MemLog {
+        MemLog {
+            hard_state: HardState::default(),
+            conf_state: ConfState {
+                voters: voters.to_vec(),
+                ..ConfState::default()
+            },
+            entries: Vec::new(),
+        }
+    }
+
+    /// The hard state last recorded.
+    pub fn hard_state(&self) -> &HardState {
+        &self.hard_state
+    }
+
+    /// Every entry, from index 1.
+    pub fn all_entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    fn last(&self) -> u64 {
+        self.entries.len() as u64
+    }
+}
+
+impl ReplicaLog for MemLog {
+    fn append(&mut self, entries: &[Entry]) {
+        let Some(first) = entries.first() else {
+            return;
+        };
+        let at = first.index;
+        assert!(
+            at >= 1 && at <= self.last() + 1,
+            "an append leaves no gap: first {at}, last {}",
+            self.last()
+        );
+        assert!(
+            at > self.hard_state.commit,
+            "a committed entry is never replaced: append at {at}, commit {}",
+            self.hard_state.commit
+        );
+        self.entries.truncate((at - 1) as usize);
+        for (k, e) in entries.iter().enumerate() {
+            assert_eq!(e.index, at + k as u64, "appended entries are consecutive");
+        }
+        self.entries.extend_from_slice(entries);
+    }
+
+    fn set_hard_state(&mut self, hs: &HardState) {
+        self.hard_state = hs.clone();
+    }
+}
+
+impl Storage for MemLog {
+    fn initial_state(&self) -> raft::Result<RaftState> {
+        Ok(RaftState::new(
+            self.hard_state.clone(),
+            self.conf_state.clone(),
+        ))
+    }
+
+    fn entries(
+        &self,
+        low: u64,
+        high: u64,
+        max_size: impl Into<Option<u64>>,
+        _context: GetEntriesContext,
+    ) -> raft::Result<Vec<Entry>> {
+        if low < 1 {
+            return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        if high > self.last() + 1 || low > high {
+            return Err(raft::Error::Store(StorageError::Unavailable));
+        }
+        let mut out = Vec::new();
+        let mut size = 0u64;
+        let max = max_size.into().unwrap_or(u64::MAX);
+        for e in &self.entries[(low - 1) as usize..(high - 1) as usize] {
+            size += e.data.len() as u64 + e.context.len() as u64 + 16;
+            // At least one entry, however large, as the trait requires.
+            if !out.is_empty() && size > max {
+                break;
+            }
+            out.push(e.clone());
+        }
+        Ok(out)
+    }
+
+    fn term(&self, idx: u64) -> raft::Result<u64> {
+        if idx == 0 {
+            return Ok(0);
+        }
+        self.entries
+            .get((idx - 1) as usize)
+            .map(|e| e.term)
+            .ok_or(raft::Error::Store(StorageError::Unavailable))
+    }
+
+    fn first_index(&self) -> raft::Result<u64> {
+        Ok(1)
+    }
+
+    fn last_index(&self) -> raft::Result<u64> {
+        Ok(self.last())
+    }
+
+    fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        // Nothing is ever compacted away, so a follower never needs one; the compacted
+        // prefix + index checkpoint as a snapshot comes with the Store-backed log.
+        Err(raft::Error::Store(
+            StorageError::SnapshotTemporarilyUnavailable,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(index: u64, term: u64) -> Entry {
+        Entry {
+            index,
+            term,
+            data: vec![index as u8; 10].into(),
+            ..Entry::default()
+        }
+    }
+
+    #[test]
+    fn append_replaces_the_conflicting_suffix_and_reads_back() {
+        let mut log = MemLog::new(&[1, 2, 3]);
+        log.append(&[entry(1, 1), entry(2, 1), entry(3, 1)]);
+        log.append(&[entry(2, 2)]);
+        assert_eq!(log.last_index().unwrap(), 2);
+        assert_eq!(log.term(1).unwrap(), 1);
+        assert_eq!(log.term(2).unwrap(), 2);
+        assert!(log.term(3).is_err());
+        let got = log
+            .entries(1, 3, None, GetEntriesContext::empty(false))
+            .unwrap();
+        assert_eq!(got.len(), 2);
+        // A size limit still returns one entry.
+        let one = log
+            .entries(1, 3, 1, GetEntriesContext::empty(false))
+            .unwrap();
+        assert_eq!(one.len(), 1);
+    }
+
+    #[test]
+    #[should_panic(expected = "committed entry is never replaced")]
+    fn a_committed_entry_is_never_replaced() {
+        let mut log = MemLog::new(&[1]);
+        log.append(&[entry(1, 1), entry(2, 1)]);
+        log.set_hard_state(&HardState {
+            commit: 2,
+            ..HardState::default()
+        });
+        log.append(&[entry(2, 2)]);
+    }
+}

@@ -1,0 +1,305 @@
+//! One replica of a shard's Raft group, driven sans-I/O: the caller ticks it, steps it
+//! with peers' messages, proposes writes, and performs what [`Replica::poll`] returns —
+//! send these messages, make the log durable through this Ready, apply these committed
+//! entries. Production (the shard's executor) and the deterministic simulator
+//! (`replica/tests/sim.rs`) run this same code.
+//!
+//! Persistence is asynchronous (raft-rs `advance_append_async` / `on_persist_ready`, as
+//! TiKV's raftstore does): a Ready's entries and hard state go into the log at once and
+//! become durable with the next group commit, which covers every Ready that arrived
+//! meanwhile. A leader sends its appends before its own copy is durable (Raft thesis
+//! §10.2.1); anything a follower or candidate says (votes, append acknowledgements) is
+//! held until the Ready that produced it is durable.
+//!
+//! A proposal is acknowledged when its entry is applied with the term it was proposed
+//! in; if another entry took its index (a new leader overrode it), it is reported lost —
+//! never applied, so safe to retry.
+
+use std::collections::VecDeque;
+
+use raft::eraftpb::{Entry, EntryType, Message};
+use raft::{Config, RawNode, StateRole};
+
+use crate::log::ReplicaLog;
+
+/// Ticks a follower waits without hearing from a leader before it (pre-)campaigns, and
+/// between a leader's heartbeats. The driver ticks every `TICK` of its clock.
+pub const ELECTION_TICKS: usize = 10;
+pub const HEARTBEAT_TICKS: usize = 2;
+const _: () = assert!(
+    HEARTBEAT_TICKS * 3 <= ELECTION_TICKS,
+    "heartbeats well within an election timeout"
+);
+
+/// raft-rs draws each election timeout from `[min, max)` with the thread's random
+/// generator, which no seed controls. It is configured to the one value `2 * E`
+/// (`E = ELECTION_TICKS`) instead, and whenever a non-leader's election clock restarts
+/// (raft-rs sets it to 0), the replica starts it at `r` drawn from `[0, E)` with its own
+/// seeded generator: the timeout is then `2E - r`, in `(E, 2E]` — the usual spread,
+/// reproducible from the seed in the simulator.
+const TIMEOUT_TICKS: usize = 2 * ELECTION_TICKS;
+
+/// Largest append message, and appends in flight to one follower.
+pub const MAX_MSG_BYTES: u64 = 1 << 20;
+pub const MAX_INFLIGHT_MSGS: usize = 256;
+
+/// Why a proposal was not taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProposeError {
+    /// This replica does not lead; `leader` is the one it knows of (0: none).
+    NotLeader { leader: u64 },
+    /// The leader refused it for now (e.g. a leadership transfer): retry.
+    Dropped,
+}
+
+/// What became of a proposal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolution {
+    /// Applied at this index.
+    Applied { token: u64, index: u64 },
+    /// Another entry took its index: it was never applied, and never will be.
+    Lost { token: u64 },
+}
+
+/// A committed entry to apply, in index order.
+#[derive(Debug, Clone)]
+pub struct Committed {
+    pub index: u64,
+    pub term: u64,
+    /// The proposal's bytes; empty for a new leader's empty entry and for configuration
+    /// changes (which the replica applies itself).
+    pub data: Vec<u8>,
+}
+
+/// The work a [`Replica::poll`] hands the driver.
+#[derive(Debug, Default)]
+pub struct Output {
+    /// Send now, in order.
+    pub messages: Vec<Message>,
+    /// Make the log durable through everything appended so far, then call
+    /// [`Replica::on_persisted`] with this number.
+    pub persist: Option<u64>,
+    /// Apply these, then call [`Replica::applied`] with the last index.
+    pub committed: Vec<Committed>,
+    /// Proposals whose fate the committed entries decided.
+    pub resolved: Vec<Resolution>,
+}
+
+impl Output {
+    pub fn is_empty(&self) -> bool {
+        self.messages.is_empty()
+            && self.persist.is_none()
+            && self.committed.is_empty()
+            && self.resolved.is_empty()
+    }
+}
+
+struct Pending {
+    index: u64,
+    term: u64,
+    token: u64,
+}
+
+/// One replica; see the module doc.
+pub struct Replica<L: ReplicaLog> {
+    node: RawNode<L>,
+    /// SplitMix64 state for election timeouts (see `TIMEOUT_TICKS`).
+    jitter: u64,
+    /// Readies appended but not yet durable, oldest first, with the messages that may be
+    /// sent only once they are.
+    unpersisted: VecDeque<(u64, Vec<Message>)>,
+    /// Proposals not yet resolved, in index order.
+    pending: VecDeque<Pending>,
+}
+
+impl<L: ReplicaLog> Replica<L> {
+    /// A replica with id `id` over `log` (which holds the group's voters); `applied` is
+    /// the index its state machine already holds (0 to be given every committed entry);
+    /// `seed` drives its election timeouts (give each process its own).
+    pub fn new(id: u64, log: L, applied: u64, seed: u64) -> Result<Replica<L>, raft::Error> {
+        let config = Config {
+            id,
+            election_tick: ELECTION_TICKS,
+            min_election_tick: TIMEOUT_TICKS,
+            max_election_tick: TIMEOUT_TICKS + 1,
+            heartbeat_tick: HEARTBEAT_TICKS,
+            applied,
+            max_size_per_msg: MAX_MSG_BYTES,
+            max_inflight_msgs: MAX_INFLIGHT_MSGS,
+            pre_vote: true,
+            check_quorum: true,
+            ..Config::default()
+        };
+        config.validate()?;
+        let logger = slog::Logger::root(slog::Discard, slog::o!());
+        let node = RawNode::new(&config, log, &logger)?;
+        let mut replica = Replica {
+            node,
+            jitter: seed ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            unpersisted: VecDeque::new(),
+            pending: VecDeque::new(),
+        };
+        replica.rejitter();
+        Ok(replica)
+    }
+
+    /// Gives a non-leader whose election clock just restarted its random head start.
+    fn rejitter(&mut self) {
+        let raft = &mut self.node.raft;
+        if raft.state == StateRole::Leader || raft.election_elapsed != 0 {
+            return;
+        }
+        self.jitter = self.jitter.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.jitter;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        raft.election_elapsed = (z % ELECTION_TICKS as u64) as usize;
+    }
+
+    pub fn id(&self) -> u64 {
+        self.node.raft.id
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.node.raft.state == StateRole::Leader
+    }
+
+    /// The leader this replica knows of (0: none), and the current term.
+    pub fn leader(&self) -> (u64, u64) {
+        (self.node.raft.leader_id, self.node.raft.term)
+    }
+
+    /// raft-rs's view of the group from here (a leader's includes each replica's
+    /// progress): for `tern cluster` and for diagnostics.
+    pub fn status(&self) -> raft::Status<'_> {
+        self.node.status()
+    }
+
+    /// The last index in this replica's log.
+    pub fn last_index(&self) -> u64 {
+        self.node.raft.raft_log.last_index()
+    }
+
+    /// The commit index this replica knows.
+    pub fn commit(&self) -> u64 {
+        self.node.raft.raft_log.committed
+    }
+
+    pub fn log(&self) -> &L {
+        self.node.store()
+    }
+
+    /// One tick of the replica's clock.
+    pub fn tick(&mut self) {
+        self.node.tick();
+        self.rejitter();
+    }
+
+    /// A message from a peer. Messages for another group member, from an older term or
+    /// otherwise out of place are dropped by Raft; one Raft refuses is dropped here.
+    pub fn step(&mut self, msg: Message) {
+        // raft-rs refuses local message types and peers it does not know; either is a
+        // peer's (or the network's) fault, not ours, and changes nothing.
+        let _ = self.node.step(msg);
+        self.rejitter();
+    }
+
+    /// Proposes `data` as a write; `token` comes back in its [`Resolution`].
+    pub fn propose(&mut self, token: u64, data: Vec<u8>) -> Result<(), ProposeError> {
+        if !self.is_leader() {
+            return Err(ProposeError::NotLeader {
+                leader: self.node.raft.leader_id,
+            });
+        }
+        let before = self.node.raft.raft_log.last_index();
+        if self.node.propose(Vec::new(), data).is_err() {
+            return Err(ProposeError::Dropped);
+        }
+        let index = self.node.raft.raft_log.last_index();
+        debug_assert_eq!(index, before + 1, "one proposal, one entry");
+        self.pending.push_back(Pending {
+            index,
+            term: self.node.raft.term,
+            token,
+        });
+        Ok(())
+    }
+
+    /// Collects the work Raft has for the driver (see [`Output`]).
+    pub fn poll(&mut self) -> Output {
+        let mut out = Output::default();
+        if !self.node.has_ready() {
+            return out;
+        }
+        let mut rd = self.node.ready();
+        out.messages = rd.take_messages();
+        // The log never compacts (see `ReplicaLog`), so no leader sends a snapshot: one
+        // arriving would come from a peer that does not run this code.
+        debug_assert!(rd.snapshot().is_empty(), "no snapshots yet");
+        for e in rd.take_committed_entries() {
+            self.commit_entry(e, &mut out);
+        }
+        let store = self.node.mut_store();
+        store.append(rd.entries());
+        if let Some(hs) = rd.hs() {
+            store.set_hard_state(hs);
+        }
+        let number = rd.number();
+        let held = rd.take_persisted_messages();
+        self.node.advance_append_async(rd);
+        self.unpersisted.push_back((number, held));
+        out.persist = Some(number);
+        out
+    }
+
+    /// The log is durable through Ready `number` (and every earlier one): returns the
+    /// messages that were waiting for it. Call [`Replica::poll`] after: entries may now
+    /// be committed.
+    pub fn on_persisted(&mut self, number: u64) -> Vec<Message> {
+        let mut msgs = Vec::new();
+        while let Some((n, _)) = self.unpersisted.front() {
+            if *n > number {
+                break;
+            }
+            let (_, held) = self.unpersisted.pop_front().expect("front exists");
+            msgs.extend(held);
+        }
+        self.node.on_persist_ready(number);
+        msgs
+    }
+
+    /// The state machine holds every entry through `index`.
+    pub fn applied(&mut self, index: u64) {
+        self.node.advance_apply_to(index);
+    }
+
+    fn commit_entry(&mut self, e: Entry, out: &mut Output) {
+        while let Some(p) = self.pending.front() {
+            if p.index > e.index {
+                break;
+            }
+            let p = self.pending.pop_front().expect("front exists");
+            out.resolved
+                .push(if p.index == e.index && p.term == e.term {
+                    Resolution::Applied {
+                        token: p.token,
+                        index: e.index,
+                    }
+                } else {
+                    Resolution::Lost { token: p.token }
+                });
+        }
+        let data = match e.get_entry_type() {
+            EntryType::EntryNormal => e.data.to_vec(),
+            // Membership changes are applied by the replica (node replacement comes
+            // with the conf-change step of issue 13); the state machine sees none.
+            EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => Vec::new(),
+        };
+        out.committed.push(Committed {
+            index: e.index,
+            term: e.term,
+            data,
+        });
+    }
+}
