@@ -6,13 +6,16 @@
 //!   each Ready (send, persist asynchronously, apply), with proposals resolved as
 //!   applied or lost;
 //! * `log`: what a replica's Raft log must provide (`ReplicaLog`) and an in-memory one
-//!   (`MemLog`) that the deterministic simulator uses as each replica's disk.
+//!   (`MemLog`) that the deterministic simulator uses as each replica's disk;
+//! * `lincheck`: a linearizability checker for key-value histories (Wing & Gong with
+//!   Lowe's memoization), for the tests that kill leaders under concurrent clients.
 //!
 //! No I/O and no clock here: production (the shard's glommio executor) and the
 //! simulator (`tests/sim.rs`: lossy, reordering, partitioned network; crashes that lose
 //! what was not persisted) run the same code.
 #![forbid(unsafe_code)]
 
+pub mod lincheck;
 pub mod log;
 pub mod replica;
 
