@@ -256,14 +256,8 @@ mod tests {
     /// value never written makes them not. Bounded in size and time.
     #[test]
     fn generated_histories_agree_with_how_they_were_made() {
-        let mut rng = 0x5EED_u64;
-        let mut next = move |n: u64| {
-            rng = rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = rng;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            (z ^ (z >> 31)) % n
-        };
+        let mut rng = tern_storage::sim::SplitMix(0x5EED);
+        let mut next = move |n: u64| rng.below(n);
         for round in 0..200 {
             // Effect points 10 apart; each operation's interval spans its point, so up
             // to ~5 operations overlap.

@@ -16,6 +16,7 @@
 //! never applied, so safe to retry.
 
 use std::collections::VecDeque;
+use tern_storage::sim::SplitMix;
 
 use raft::eraftpb::{Entry, EntryType, Message};
 use raft::{Config, RawNode, StateRole};
@@ -104,7 +105,7 @@ struct Pending {
 pub struct Replica<L: ReplicaLog> {
     node: RawNode<L>,
     /// SplitMix64 state for election timeouts (see `TIMEOUT_TICKS`).
-    jitter: u64,
+    jitter: SplitMix,
     /// Readies appended but not yet durable, oldest first, with the messages that may be
     /// sent only once they are.
     unpersisted: VecDeque<(u64, Vec<Message>)>,
@@ -135,7 +136,7 @@ impl<L: ReplicaLog> Replica<L> {
         let node = RawNode::new(&config, log, &logger)?;
         let mut replica = Replica {
             node,
-            jitter: seed ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            jitter: SplitMix(seed ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
             unpersisted: VecDeque::new(),
             pending: VecDeque::new(),
         };
@@ -149,12 +150,7 @@ impl<L: ReplicaLog> Replica<L> {
         if raft.state == StateRole::Leader || raft.election_elapsed != 0 {
             return;
         }
-        self.jitter = self.jitter.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.jitter;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        raft.election_elapsed = (z % ELECTION_TICKS as u64) as usize;
+        raft.election_elapsed = self.jitter.below(ELECTION_TICKS as u64) as usize;
     }
 
     pub fn id(&self) -> u64 {

@@ -22,28 +22,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use raft::eraftpb::Message;
 use tern_replica::{MemLog, ProposeError, Replica, Resolution};
+use tern_storage::sim::SplitMix;
 
 const IDS: [u64; 3] = [1, 2, 3];
-
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
 
 struct Node {
     replica: Replica<MemLog>,
@@ -250,7 +231,7 @@ impl World {
     fn crash(&mut self, id: u64) {
         self.stats.crashes += 1;
         let disk = self.nodes[Self::idx(id)].disk.clone();
-        let restart_seed = self.rng.next();
+        let restart_seed = self.rng.next_u64();
         self.nodes[Self::idx(id)] = Node::start(id, disk, restart_seed);
         // Messages to and from the old process die with its connections.
         self.net.retain(|(f, t, _)| *f != id && *t != id);

@@ -170,8 +170,9 @@ pub fn layout_shards(data_dir: &Path) -> Option<usize> {
         .and_then(|n| n.trim().parse().ok())
 }
 
-/// Writes the shard's appended log to the disk, one group commit at a time.
-async fn run_flusher(core: Rc<Core>) {
+/// Writes the shard's appended log to the disk, one group commit at a time. Public so
+/// that benchmark harnesses drive the same flusher `ternd` runs.
+pub async fn run_flusher(core: Rc<Core>) {
     loop {
         core.flush_work().await;
         let (job, disk) = {

@@ -1293,16 +1293,16 @@ mod tests {
         }
     }
 
-    /// splitmix64: a small deterministic generator for the large tests.
-    struct Rng(u64);
+    /// The simulator's splitmix64, with helpers for the large tests.
+    struct Rng(crate::sim::SplitMix);
 
     impl Rng {
+        fn new(seed: u64) -> Rng {
+            Rng(crate::sim::SplitMix(seed))
+        }
+
         fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
+            self.0.next_u64()
         }
 
         fn shuffle<T>(&mut self, v: &mut [T]) {
@@ -1445,7 +1445,7 @@ mod tests {
     #[test]
     fn a_full_arena_refuses_new_keys_before_an_insert_could_fail() {
         assert_eq!(SMALL_ARENA.arena_live_max(), 579);
-        let mut rng = Rng(7);
+        let mut rng = Rng::new(7);
         for round in 0..200 {
             let mut ix = Index::with_limits(SMALL_ARENA);
             let mut present: Vec<Vec<u8>> = Vec::new();
@@ -1485,7 +1485,7 @@ mod tests {
     /// chunks split; then most keys go and buckets halve, chunks merge. Order holds.
     #[test]
     fn splits_and_chunks_keep_global_order() {
-        let mut rng = Rng(1);
+        let mut rng = Rng::new(1);
         let mut keys: Vec<Vec<u8>> = (0..BIG_N / 4).map(|_| rng.key(24)).collect();
         let big_prefixes: Vec<u64> = (0..8).map(|_| rng.next()).collect();
         for (i, p) in big_prefixes.iter().enumerate() {
@@ -1560,7 +1560,7 @@ mod tests {
     /// Insert/remove churn over a bounded live set keeps the arena (and all else) bounded.
     #[test]
     fn arena_compaction_bounds_memory_under_churn() {
-        let mut rng = Rng(7);
+        let mut rng = Rng::new(7);
         let mut ix = Index::new();
         let live: Vec<Vec<u8>> = (0..10_000).map(|_| rng.key(40)).collect();
         for k in &live {
@@ -1598,7 +1598,7 @@ mod tests {
     /// The memory target: at most 48 heap bytes per item plus the key bytes.
     #[test]
     fn memory_per_item() {
-        let mut rng = Rng(3);
+        let mut rng = Rng::new(3);
         let mut ix = Index::new();
         let mut key_bytes = 0;
         for i in 0..BIG_N {
@@ -1622,7 +1622,7 @@ mod tests {
     /// A million keys in one partition (random order): no O(n) insert, no split blow-up.
     #[test]
     fn one_huge_partition() {
-        let mut rng = Rng(5);
+        let mut rng = Rng::new(5);
         let mut ix = Index::new();
         let t = Instant::now();
         for i in 0..BIG_N {
@@ -1645,7 +1645,7 @@ mod tests {
     #[ignore = "timing, run by hand in release mode"]
     fn timings() {
         const N: usize = 1_000_000;
-        let mut rng = Rng(11);
+        let mut rng = Rng::new(11);
         let keys: Vec<Vec<u8>> = (0..N).map(|_| rng.key(24)).collect();
         let mut ix = Index::new();
         let t = Instant::now();

@@ -48,7 +48,9 @@ impl FileMap for SimMap {
     }
 }
 
-/// A tiny deterministic generator (splitmix64) so crash images depend only on the seed.
+/// A tiny deterministic generator (splitmix64) so crash images, simulated networks and
+/// generated histories depend only on the seed. The one copy in the workspace's storage
+/// and replication crates.
 #[derive(Debug, Clone)]
 pub struct SplitMix(pub u64);
 
@@ -64,6 +66,11 @@ impl SplitMix {
     /// Uniform in `0..n` (n > 0).
     pub fn below(&mut self, n: u64) -> u64 {
         self.next_u64() % n
+    }
+
+    /// True with probability `percent` / 100.
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
     }
 }
 

@@ -36,7 +36,6 @@ use tern_server::core::{Core, Outcome};
 use tern_server::mesh::{Mesh, Reply, Request};
 use tern_server::shard::Shard;
 use tern_server::topology::Topology;
-use tern_storage::flush::run_job;
 use tern_storage::store::{Durability, StoreConfig};
 
 #[derive(Parser, Debug)]
@@ -134,7 +133,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             sort: None,
         },
     });
-    glommio::spawn_local(flusher(core.clone())).detach();
+    glommio::spawn_local(tern_server::node::run_flusher(core.clone())).detach();
     setup_request(&core, &frame(Opcode::CreateTable, 1, &create)).await?;
 
     let value = "v".repeat(cli.value_bytes);
@@ -210,21 +209,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         elapsed.as_nanos() as f64 / gets as f64
     );
     Ok(())
-}
-
-/// The shard's flusher, as `ternd` runs it: one group commit at a time.
-async fn flusher(core: Rc<Core>) {
-    loop {
-        core.flush_work().await;
-        let (job, disk) = {
-            let mut shard = core.shard().borrow_mut();
-            (shard.store.next_flush(), shard.store.disk().clone())
-        };
-        let Some(job) = job else { continue };
-        let result = run_job(&disk, job).await;
-        core.shard().borrow_mut().store.finish_flush(result);
-        core.wake_durable_waiters();
-    }
 }
 
 /// Serves every batch and counts the replies that said "found".
