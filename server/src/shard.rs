@@ -168,10 +168,17 @@ pub fn store_error(shard: u32, e: StoreError) -> ApiError {
                 "shard {shard}: this table's index on the shard holds {key_bytes} bytes of keys and can hold at most {max}; the item was not written. Delete items, or spread the table over more shards (--cores)"
             ),
         ),
-        e @ (StoreError::Poisoned(_) | StoreError::Corrupt(_)) => ApiError::new(
+        // A CreateTable that raced another for its table id: retrying assigns a new one.
+        e @ StoreError::TableIdTaken(_) => ApiError::new(
             ErrorCode::InternalServerError,
             format!("shard {shard}: {e}"),
         ),
+        e @ (StoreError::Poisoned(_) | StoreError::Corrupt(_) | StoreError::BadEntry(_)) => {
+            ApiError::new(
+                ErrorCode::InternalServerError,
+                format!("shard {shard}: {e}"),
+            )
+        }
     }
 }
 

@@ -14,10 +14,15 @@
 //!                   entry_count u64,
 //!                   entry_count × { key_len u16, key, segment u32, offset u32,
 //!                                   len u32, size_bytes u32 } }   ascending key order
+//!   when flags bit 0 (a replicated store):
+//!   applied u64, applied_term u64,        the Raft entry the tables reflect
+//!   log_first u64, log_prev_term u64,     the first retained entry, its predecessor's term
+//!   hard_state[24], conf_len u32, conf_state[conf_len],
+//!   voided_count u32, voided_count × { segment u32, offset u32 }   replaced entry records
 //! ```
 
 use crate::catalog::TableDesc;
-use crate::format::{CHECKPOINT_MAGIC, FORMAT_VERSION};
+use crate::format::{CHECKPOINT_MAGIC, FORMAT_VERSION, HardState};
 use crate::index::{Index, Loc, Slot};
 use crate::store::LogPos;
 
@@ -33,6 +38,28 @@ pub struct Checkpoint {
     /// (segment id, end of data) of every segment that existed.
     pub segments: Vec<(u32, u32)>,
     pub tables: Vec<(TableDesc, Index)>,
+    /// A replicated store's Raft state at the checkpoint.
+    pub raft: Option<RaftCheckpoint>,
+}
+
+/// Flags bit 0: the body ends with a [`RaftCheckpoint`].
+const FLAG_RAFT: u32 = 1;
+
+/// A replicated store's Raft state as a checkpoint records it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RaftCheckpoint {
+    /// The tables reflect every entry through this one (and none after).
+    pub applied: u64,
+    pub applied_term: u64,
+    /// The Raft log's first retained entry; the checkpoint's replay point is at or before
+    /// its record, so a replay finds every retained entry.
+    pub log_first: u64,
+    /// The term of entry `log_first - 1`.
+    pub log_prev_term: u64,
+    pub hard_state: HardState,
+    pub conf_state: Vec<u8>,
+    /// Entry records that a newer entry at their index replaced.
+    pub voided: Vec<(u32, u32)>,
 }
 
 fn put_u32(out: &mut Vec<u8>, v: u32) {
@@ -46,6 +73,7 @@ pub fn encode<'a>(
     next_table_id: u32,
     segments: &[(u32, u32)],
     tables: impl ExactSizeIterator<Item = (&'a TableDesc, &'a Index)>,
+    raft: Option<&RaftCheckpoint>,
 ) -> Vec<u8> {
     let table_count = tables.len() as u32;
     let mut body = Vec::new();
@@ -67,6 +95,19 @@ pub fn encode<'a>(
             put_u32(&mut body, slot.size_bytes);
         }
     }
+    if let Some(r) = raft {
+        for v in [r.applied, r.applied_term, r.log_first, r.log_prev_term] {
+            body.extend_from_slice(&v.to_le_bytes());
+        }
+        body.extend_from_slice(&r.hard_state.encode());
+        put_u32(&mut body, r.conf_state.len() as u32);
+        body.extend_from_slice(&r.conf_state);
+        put_u32(&mut body, r.voided.len() as u32);
+        for &(segment, offset) in &r.voided {
+            put_u32(&mut body, segment);
+            put_u32(&mut body, offset);
+        }
+    }
     assert!(
         body.len() <= u32::MAX as usize,
         "checkpoint body over 4 GiB"
@@ -74,7 +115,7 @@ pub fn encode<'a>(
     let mut out = Vec::with_capacity(CHECKPOINT_HEADER_LEN + body.len());
     out.extend_from_slice(&CHECKPOINT_MAGIC);
     put_u32(&mut out, FORMAT_VERSION);
-    put_u32(&mut out, 0);
+    put_u32(&mut out, if raft.is_some() { FLAG_RAFT } else { 0 });
     out.extend_from_slice(&replay_from.0.to_le_bytes());
     out.extend_from_slice(&next_index.to_le_bytes());
     put_u32(&mut out, next_table_id);
@@ -134,7 +175,10 @@ pub fn decode(bytes: &[u8]) -> Result<Checkpoint, String> {
             "checkpoint version {version}, this build reads {FORMAT_VERSION}"
         ));
     }
-    let _flags = h.u32()?;
+    let flags = h.u32()?;
+    if flags & !FLAG_RAFT != 0 {
+        return Err(format!("unknown checkpoint flags {flags:#x}"));
+    }
     let replay_from = LogPos(h.u64()?);
     let next_index = h.u64()?;
     let next_table_id = h.u32()?;
@@ -202,6 +246,35 @@ pub fn decode(bytes: &[u8]) -> Result<Checkpoint, String> {
         }
         tables.push((desc, index));
     }
+    let raft = if flags & FLAG_RAFT != 0 {
+        let (applied, applied_term, log_first, log_prev_term) =
+            (r.u64()?, r.u64()?, r.u64()?, r.u64()?);
+        let hard_state = HardState::decode(r.take(HardState::ENCODED_LEN)?).expect("24 bytes");
+        let conf_len = r.u32()? as usize;
+        let conf_state = r.take(conf_len)?.to_vec();
+        let voided_count = r.u32()? as usize;
+        let mut voided = Vec::with_capacity(voided_count.min(r.buf.len() / 8));
+        for _ in 0..voided_count {
+            voided.push((r.u32()?, r.u32()?));
+        }
+        if log_first == 0 || applied + 1 < log_first || hard_state.commit < applied {
+            return Err(format!(
+                "checkpoint Raft state out of order: applied {applied}, first entry {log_first}, commit {}",
+                hard_state.commit
+            ));
+        }
+        Some(RaftCheckpoint {
+            applied,
+            applied_term,
+            log_first,
+            log_prev_term,
+            hard_state,
+            conf_state,
+            voided,
+        })
+    } else {
+        None
+    };
     if !r.buf.is_empty() {
         return Err("checkpoint body longer than its contents".into());
     }
@@ -211,5 +284,6 @@ pub fn decode(bytes: &[u8]) -> Result<Checkpoint, String> {
         next_table_id,
         segments,
         tables,
+        raft,
     })
 }

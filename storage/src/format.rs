@@ -1,7 +1,7 @@
 //! The on-disk layout of log segments and records (spec: docs/log-format.md).
 //!
 //! Everything is little-endian. A segment is a preallocated file of `segment_size` bytes:
-//! a 64-byte header, then records back to back, then zeros. A record is a 40-byte header,
+//! a 64-byte header, then records back to back, then zeros. A record is a 48-byte header,
 //! the key, then the value. Its CRC32 (crc32fast, IEEE polynomial) covers every byte of
 //! the record after the CRC field, so a record is either whole and intact or rejected.
 //!
@@ -14,9 +14,12 @@ pub const SEGMENT_MAGIC: [u8; 8] = *b"TERNLOG\0";
 /// Bytes 0..8 of every checkpoint file.
 pub const CHECKPOINT_MAGIC: [u8; 8] = *b"TERNCKPT";
 /// The layout version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version 2 (issue 13) added the Raft entry index to the record header and the Raft
+/// record kinds; version 1 logs (single-node builds before replication) are refused with
+/// a message naming both versions.
+pub const FORMAT_VERSION: u32 = 2;
 pub const SEGMENT_HEADER_LEN: usize = 64;
-pub const RECORD_HEADER_LEN: usize = 40;
+pub const RECORD_HEADER_LEN: usize = 48;
 pub use crate::limits::{KEY_MAX_BYTES, RECORD_MAX_BYTES};
 
 /// What a record says.
@@ -31,15 +34,41 @@ pub enum RecordKind {
     CreateTable = 3,
     /// no key, no value; `table_id` names the table.
     DeleteTable = 4,
+    /// A Raft entry that is not a store operation (the leader's empty entry, a
+    /// configuration change): no key, value = entry type u8 ‖ the entry's data, opaque to
+    /// the store.
+    RaftEntry = 5,
+    /// Raft's hard state: no key, value = [`HardState::encode`]. The last one in log order
+    /// is the one in force.
+    HardState = 6,
+    /// The applied Raft configuration: no key, value opaque to the store (the replica
+    /// crate's encoding). The last one in log order is the one in force.
+    ConfState = 7,
 }
 
 impl RecordKind {
+    /// Whether a record of this kind is one Raft entry (in a replicated store) or one
+    /// applied operation (in a single-node store). The others are Raft's own state.
+    pub fn is_entry(self) -> bool {
+        matches!(
+            self,
+            RecordKind::Put
+                | RecordKind::Delete
+                | RecordKind::CreateTable
+                | RecordKind::DeleteTable
+                | RecordKind::RaftEntry
+        )
+    }
+
     pub fn from_u8(b: u8) -> Option<RecordKind> {
         match b {
             1 => Some(RecordKind::Put),
             2 => Some(RecordKind::Delete),
             3 => Some(RecordKind::CreateTable),
             4 => Some(RecordKind::DeleteTable),
+            5 => Some(RecordKind::RaftEntry),
+            6 => Some(RecordKind::HardState),
+            7 => Some(RecordKind::ConfState),
             _ => None,
         }
     }
@@ -55,9 +84,13 @@ pub struct Record<'a> {
     pub kind: RecordKind,
     pub flags: u8,
     pub table_id: u32,
+    /// The Raft term of the entry (0 in a single-node store and on Raft's own records).
     pub term: u64,
     /// Position in the shard's log: every record's index is its predecessor's + 1.
     pub index: u64,
+    /// The Raft index of the entry this record is, 0 when it is none (a single-node
+    /// store's records, hard state, truncation). A RELOCATED copy keeps its original's.
+    pub entry: u64,
     /// The item's DynamoDB size (Put), else 0.
     pub size_bytes: u32,
     pub key: &'a [u8],
@@ -92,6 +125,7 @@ pub fn encode_record(r: &Record<'_>, out: &mut Vec<u8>) {
     out.extend_from_slice(&r.table_id.to_le_bytes());
     out.extend_from_slice(&r.term.to_le_bytes());
     out.extend_from_slice(&r.index.to_le_bytes());
+    out.extend_from_slice(&r.entry.to_le_bytes());
     out.extend_from_slice(&r.size_bytes.to_le_bytes());
     out.extend_from_slice(&0u32.to_le_bytes()); // reserved
     debug_assert_eq!(out.len() - start, RECORD_HEADER_LEN);
@@ -186,7 +220,7 @@ pub fn parse_record(buf: &[u8]) -> Result<Parsed<'_>, BadRecord> {
         return Err(BadRecord::BadFlags(flags));
     }
     let key_len = u16::from_le_bytes([head[10], head[11]]) as usize;
-    if RECORD_HEADER_LEN + key_len > len as usize || u32_at(head, 36) != 0 {
+    if RECORD_HEADER_LEN + key_len > len as usize || u32_at(head, 44) != 0 {
         return Err(BadRecord::BadLayout);
     }
     let body = &whole[RECORD_HEADER_LEN..];
@@ -196,10 +230,126 @@ pub fn parse_record(buf: &[u8]) -> Result<Parsed<'_>, BadRecord> {
         table_id: u32_at(head, 12),
         term: u64_at(head, 16),
         index: u64_at(head, 24),
-        size_bytes: u32_at(head, 32),
+        entry: u64_at(head, 32),
+        size_bytes: u32_at(head, 40),
         key: &body[..key_len],
         value: &body[key_len..],
     }))
+}
+
+/// Raft's hard state as a HardState record holds it: term ‖ vote ‖ commit, u64 each.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HardState {
+    pub term: u64,
+    pub vote: u64,
+    pub commit: u64,
+}
+
+impl HardState {
+    pub const ENCODED_LEN: usize = 24;
+
+    pub fn encode(&self) -> [u8; Self::ENCODED_LEN] {
+        let mut out = [0u8; Self::ENCODED_LEN];
+        out[..8].copy_from_slice(&self.term.to_le_bytes());
+        out[8..16].copy_from_slice(&self.vote.to_le_bytes());
+        out[16..].copy_from_slice(&self.commit.to_le_bytes());
+        out
+    }
+
+    pub fn decode(b: &[u8]) -> Option<HardState> {
+        (b.len() == Self::ENCODED_LEN).then(|| HardState {
+            term: u64_at(b, 0),
+            vote: u64_at(b, 8),
+            commit: u64_at(b, 16),
+        })
+    }
+}
+
+/// A store operation as a Raft entry's data carries it: the fields of its record that
+/// are not the log's own (CRC, length, term, indexes). A follower turns the entry back
+/// into the same record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryData<'a> {
+    pub kind: RecordKind,
+    pub table_id: u32,
+    pub size_bytes: u32,
+    pub key: &'a [u8],
+    pub value: &'a [u8],
+}
+
+/// kind u8 ‖ table_id u32 ‖ size_bytes u32 ‖ key_len u16.
+pub const ENTRY_DATA_HEADER_LEN: usize = 11;
+
+impl<'a> EntryData<'a> {
+    /// The entry data of an entry record.
+    pub fn of(r: &Record<'a>) -> EntryData<'a> {
+        EntryData {
+            kind: r.kind,
+            table_id: r.table_id,
+            size_bytes: r.size_bytes,
+            key: r.key,
+            value: r.value,
+        }
+    }
+
+    pub fn encoded_len(&self) -> usize {
+        ENTRY_DATA_HEADER_LEN + self.key.len() + self.value.len()
+    }
+
+    /// Appends the encoding to `out`. Panics on a key over `KEY_MAX_BYTES` (callers
+    /// check sizes first, as for records).
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        assert!(
+            self.key.len() <= KEY_MAX_BYTES,
+            "entry key of {} bytes",
+            self.key.len()
+        );
+        out.push(self.kind as u8);
+        out.extend_from_slice(&self.table_id.to_le_bytes());
+        out.extend_from_slice(&self.size_bytes.to_le_bytes());
+        out.extend_from_slice(&(self.key.len() as u16).to_le_bytes());
+        out.extend_from_slice(self.key);
+        out.extend_from_slice(self.value);
+    }
+
+    /// Decodes entry data. Only entry kinds are accepted: Raft's own state never
+    /// travels as an entry.
+    pub fn decode(b: &'a [u8]) -> Result<EntryData<'a>, BadRecord> {
+        if b.len() < ENTRY_DATA_HEADER_LEN {
+            return Err(BadRecord::Truncated);
+        }
+        let kind = RecordKind::from_u8(b[0])
+            .filter(|k| k.is_entry())
+            .ok_or(BadRecord::BadKind(b[0]))?;
+        let key_len = u16::from_le_bytes([b[9], b[10]]) as usize;
+        let body = &b[ENTRY_DATA_HEADER_LEN..];
+        if key_len > body.len() {
+            return Err(BadRecord::BadLayout);
+        }
+        Ok(EntryData {
+            kind,
+            table_id: u32_at(b, 1),
+            size_bytes: u32_at(b, 5),
+            key: &body[..key_len],
+            value: &body[key_len..],
+        })
+    }
+
+    /// The record this entry becomes at Raft position (`term`, `entry`); the store sets
+    /// `index` and flags when it appends it.
+    pub fn record(&self, term: u64, entry: u64) -> Record<'a> {
+        Record {
+            kind: self.kind,
+            flags: 0,
+            table_id: self.table_id,
+            term,
+            index: 0,
+            entry,
+            size_bytes: self.size_bytes,
+            key: self.key,
+            value: self.value,
+        }
+    }
 }
 
 /// The header at the start of every segment.
@@ -214,11 +364,17 @@ pub struct SegmentHeader {
     /// Every table id allocated before this segment was created is below this: table
     /// ids are never reused, even after the records that named them are compacted away.
     pub next_table_id: u32,
+    /// A replicated store's newest Raft entry when this segment was created, and its
+    /// term (0 and 0 otherwise): where a replay that begins with this segment starts the
+    /// Raft log when no checkpoint says.
+    pub last_entry: u64,
+    pub last_entry_term: u64,
 }
 
 impl SegmentHeader {
     /// Layout: magic[8] ‖ version u32 ‖ segment_id u32 ‖ segment_size u64 ‖
-    /// first_index u64 ‖ next_table_id u32 ‖ zeros[24] ‖ crc32 u32 (of bytes 0..60).
+    /// first_index u64 ‖ next_table_id u32 ‖ last_entry u64 ‖ last_entry_term u64 ‖
+    /// zeros[8] ‖ crc32 u32 (of bytes 0..60).
     pub fn encode(&self, out: &mut Vec<u8>) {
         let start = out.len();
         out.extend_from_slice(&SEGMENT_MAGIC);
@@ -227,6 +383,8 @@ impl SegmentHeader {
         out.extend_from_slice(&self.segment_size.to_le_bytes());
         out.extend_from_slice(&self.first_index.to_le_bytes());
         out.extend_from_slice(&self.next_table_id.to_le_bytes());
+        out.extend_from_slice(&self.last_entry.to_le_bytes());
+        out.extend_from_slice(&self.last_entry_term.to_le_bytes());
         out.resize(start + SEGMENT_HEADER_LEN - 4, 0);
         let crc = crc32fast::hash(&out[start..]);
         out.extend_from_slice(&crc.to_le_bytes());
@@ -256,6 +414,8 @@ impl SegmentHeader {
             segment_size: u64_at(h, 16),
             first_index: u64_at(h, 24),
             next_table_id: u32_at(h, 32),
+            last_entry: u64_at(h, 36),
+            last_entry_term: u64_at(h, 44),
         })
     }
 }
@@ -301,6 +461,7 @@ mod tests {
             table_id: 3,
             term: 1,
             index: 42,
+            entry: 40,
             size_bytes: 17,
             key,
             value,
@@ -357,6 +518,8 @@ mod tests {
             segment_size: 1 << 26,
             first_index: 1000,
             next_table_id: 4,
+            last_entry: 77,
+            last_entry_term: 3,
         };
         let mut buf = Vec::new();
         h.encode(&mut buf);
@@ -364,6 +527,34 @@ mod tests {
         assert_eq!(SegmentHeader::decode(&buf), Ok(h));
         buf[20] ^= 1;
         assert!(SegmentHeader::decode(&buf).is_err());
+    }
+
+    #[test]
+    fn entry_data_round_trips_and_rejects_raft_state_kinds() {
+        let r = sample(b"0123456789", b"item bytes");
+        let mut data = Vec::new();
+        EntryData::of(&r).encode(&mut data);
+        assert_eq!(data.len(), EntryData::of(&r).encoded_len());
+        let back = EntryData::decode(&data).unwrap();
+        assert_eq!(back.record(r.term, r.entry), Record { index: 0, ..r });
+        for cut in 0..data.len() {
+            // A cut inside the header or the key is refused; inside the value it is
+            // a shorter value (the entry's length is Raft's, not ours).
+            let ok = EntryData::decode(&data[..cut]);
+            assert_eq!(ok.is_ok(), cut >= ENTRY_DATA_HEADER_LEN + 10, "cut {cut}");
+        }
+        for kind in [RecordKind::HardState, RecordKind::ConfState] {
+            let mut bad = data.clone();
+            bad[0] = kind as u8;
+            assert_eq!(EntryData::decode(&bad), Err(BadRecord::BadKind(kind as u8)));
+        }
+        let hs = HardState {
+            term: 7,
+            vote: 2,
+            commit: 99,
+        };
+        assert_eq!(HardState::decode(&hs.encode()), Some(hs));
+        assert_eq!(HardState::decode(&hs.encode()[..23]), None);
     }
 
     #[test]

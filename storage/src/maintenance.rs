@@ -39,7 +39,7 @@ enum State {
     /// A round starts: a checkpoint if due, then a compaction.
     #[default]
     Start,
-    /// A checkpoint was serialized; its file may be written once `replay_from` is settled.
+    /// A checkpoint was serialized; its file may be written once `settle_to` is settled.
     CheckpointSettling(CheckpointJob),
     /// Its file is being written (the job is with the driver).
     CheckpointWriting,
@@ -91,14 +91,14 @@ impl Maintenance {
                         State::PickSegment
                     };
                 }
-                State::CheckpointSettling(job) => match store.is_settled(job.replay_from) {
+                State::CheckpointSettling(job) => match store.is_settled(job.settle_to) {
                     Ok(true) => {
                         self.state = State::CheckpointWriting;
                         return Task::WriteCheckpoint(job);
                     }
                     Ok(false) => {
                         store.request_sync();
-                        let pos = job.replay_from;
+                        let pos = job.settle_to;
                         self.state = State::CheckpointSettling(job);
                         return Task::AwaitSettled(pos);
                     }

@@ -441,7 +441,7 @@ fn a_torn_tail_is_cut_exactly_at_the_last_whole_record() {
     let name = tern_storage::format::segment_file_name(1);
     let full = disk.contents(&name).expect("segment");
     let end = full.iter().rposition(|&b| b != 0).expect("data") + 1;
-    let last_start = end - (40 + 8 + 100);
+    let last_start = end - (tern_storage::format::RECORD_HEADER_LEN + 8 + 100);
     for cut in last_start + 1..end {
         // A copy of the directory whose last record stops at `cut`.
         let (copy, _) = filled(10, &cfg);

@@ -411,7 +411,7 @@ fn recovery(args: RecoveryArgs) -> anyhow::Result<()> {
             let (mut store, _) = Store::open(disk.clone(), cfg)?;
             let started = Instant::now();
             let mut job = store.begin_checkpoint();
-            settle(&mut store, &disk, job.replay_from).await?;
+            settle(&mut store, &disk, job.settle_to).await?;
             let bytes = job.bytes.len() as u64;
             let result = disk
                 .write_file(&job.file, std::mem::take(&mut job.bytes))
@@ -519,7 +519,7 @@ async fn maintenance_tick(
     flush_all(store, disk).await?;
     if store.checkpoint_due() {
         let mut job = store.begin_checkpoint();
-        settle(store, disk, job.replay_from).await?;
+        settle(store, disk, job.settle_to).await?;
         m.checkpoint_bytes += job.bytes.len() as u64;
         let result = disk
             .write_file(&job.file, std::mem::take(&mut job.bytes))
