@@ -7,6 +7,7 @@
 //!   applied or lost;
 //! * `log`: what a replica's Raft log must provide (`ReplicaLog`) and an in-memory one
 //!   (`MemLog`) that the deterministic simulator uses as each replica's disk;
+//! * `store_log`: the production log, the shard's replicated `Store` (`StoreLog`);
 //! * `lincheck`: a linearizability checker for key-value histories (Wing & Gong with
 //!   Lowe's memoization), for the tests that kill leaders under concurrent clients.
 //!
@@ -18,6 +19,8 @@
 pub mod lincheck;
 pub mod log;
 pub mod replica;
+pub mod store_log;
 
-pub use log::{MemLog, ReplicaLog};
+pub use log::{LogError, MemLog, ReplicaLog};
 pub use replica::{Committed, Output, ProposeError, Replica, Resolution};
+pub use store_log::StoreLog;

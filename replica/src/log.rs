@@ -10,18 +10,25 @@
 //! [`MemLog`] keeps it all in memory. The deterministic simulator uses it as each
 //! replica's log, keeping a clone as the "disk image" taken at each persist, so that a
 //! crash loses exactly what was not persisted. The shard's `Store` is the production
-//! implementation (the storage log is the Raft log: issue 13's next step).
+//! implementation (`store_log::StoreLog`: the storage log is the Raft log).
 
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
 use raft::{GetEntriesContext, RaftState, Storage, StorageError};
+
+/// The log failed (a stopped store, an entry it cannot hold): the replica stops.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the replica's log failed: {0}")]
+pub struct LogError(pub String);
 
 /// A Raft log a replica can drive; see the module doc.
 pub trait ReplicaLog: Storage {
     /// Appends `entries` (consecutive indexes): any entry already at or after the first
     /// one's index is replaced — the conflicting suffix a new leader overrides.
-    fn append(&mut self, entries: &[Entry]);
+    fn append(&mut self, entries: &[Entry]) -> Result<(), LogError>;
     /// Records the hard state (term, vote, commit).
-    fn set_hard_state(&mut self, hs: &HardState);
+    fn set_hard_state(&mut self, hs: &HardState) -> Result<(), LogError>;
+    /// Records the configuration a conf-change entry made.
+    fn set_conf_state(&mut self, cs: &ConfState) -> Result<(), LogError>;
 }
 
 /// A Raft log in memory, with no compacted prefix (first index 1).
@@ -62,9 +69,9 @@ impl MemLog {
 }
 
 impl ReplicaLog for MemLog {
-    fn append(&mut self, entries: &[Entry]) {
+    fn append(&mut self, entries: &[Entry]) -> Result<(), LogError> {
         let Some(first) = entries.first() else {
-            return;
+            return Ok(());
         };
         let at = first.index;
         assert!(
@@ -82,10 +89,17 @@ impl ReplicaLog for MemLog {
             assert_eq!(e.index, at + k as u64, "appended entries are consecutive");
         }
         self.entries.extend_from_slice(entries);
+        Ok(())
     }
 
-    fn set_hard_state(&mut self, hs: &HardState) {
+    fn set_hard_state(&mut self, hs: &HardState) -> Result<(), LogError> {
         self.hard_state = hs.clone();
+        Ok(())
+    }
+
+    fn set_conf_state(&mut self, cs: &ConfState) -> Result<(), LogError> {
+        self.conf_state = cs.clone();
+        Ok(())
     }
 }
 
@@ -167,8 +181,9 @@ mod tests {
     #[test]
     fn append_replaces_the_conflicting_suffix_and_reads_back() {
         let mut log = MemLog::new(&[1, 2, 3]);
-        log.append(&[entry(1, 1), entry(2, 1), entry(3, 1)]);
-        log.append(&[entry(2, 2)]);
+        log.append(&[entry(1, 1), entry(2, 1), entry(3, 1)])
+            .unwrap();
+        log.append(&[entry(2, 2)]).unwrap();
         assert_eq!(log.last_index().unwrap(), 2);
         assert_eq!(log.term(1).unwrap(), 1);
         assert_eq!(log.term(2).unwrap(), 2);
@@ -188,11 +203,12 @@ mod tests {
     #[should_panic(expected = "committed entry is never replaced")]
     fn a_committed_entry_is_never_replaced() {
         let mut log = MemLog::new(&[1]);
-        log.append(&[entry(1, 1), entry(2, 1)]);
+        log.append(&[entry(1, 1), entry(2, 1)]).unwrap();
         log.set_hard_state(&HardState {
             commit: 2,
             ..HardState::default()
-        });
-        log.append(&[entry(2, 2)]);
+        })
+        .unwrap();
+        let _ = log.append(&[entry(2, 2)]);
     }
 }

@@ -21,7 +21,7 @@ use tern_storage::sim::SplitMix;
 use raft::eraftpb::{Entry, EntryType, Message};
 use raft::{Config, RawNode, StateRole};
 
-use crate::log::ReplicaLog;
+use crate::log::{LogError, ReplicaLog};
 
 /// Ticks a follower waits without hearing from a leader before it (pre-)campaigns, and
 /// between a leader's heartbeats. The driver ticks every `TICK` of its clock.
@@ -111,6 +111,8 @@ pub struct Replica<L: ReplicaLog> {
     unpersisted: VecDeque<(u64, Vec<Message>)>,
     /// Proposals not yet resolved, in index order.
     pending: VecDeque<Pending>,
+    /// Proposals found lost when a newer one took their index; reported by `poll`.
+    overwritten: Vec<Resolution>,
 }
 
 impl<L: ReplicaLog> Replica<L> {
@@ -139,6 +141,7 @@ impl<L: ReplicaLog> Replica<L> {
             jitter: SplitMix(seed ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
             unpersisted: VecDeque::new(),
             pending: VecDeque::new(),
+            overwritten: Vec::new(),
         };
         replica.rejitter();
         Ok(replica)
@@ -214,6 +217,13 @@ impl<L: ReplicaLog> Replica<L> {
         }
         let index = self.node.raft.raft_log.last_index();
         debug_assert_eq!(index, before + 1, "one proposal, one entry");
+        // Proposals of an earlier term of this replica's leadership at this index or
+        // after were overwritten (another leader's entries replaced them, and this one
+        // now takes the index): they are lost, and `pending` stays in index order.
+        while self.pending.back().is_some_and(|p| p.index >= index) {
+            let p = self.pending.pop_back().expect("back exists");
+            self.overwritten.push(Resolution::Lost { token: p.token });
+        }
         self.pending.push_back(Pending {
             index,
             term: self.node.raft.term,
@@ -222,11 +232,15 @@ impl<L: ReplicaLog> Replica<L> {
         Ok(())
     }
 
-    /// Collects the work Raft has for the driver (see [`Output`]).
-    pub fn poll(&mut self) -> Output {
-        let mut out = Output::default();
+    /// Collects the work Raft has for the driver (see [`Output`]). An error is the log's:
+    /// the replica is unusable from then on (the shard stops, as for a failed sync).
+    pub fn poll(&mut self) -> Result<Output, LogError> {
+        let mut out = Output {
+            resolved: std::mem::take(&mut self.overwritten),
+            ..Output::default()
+        };
         if !self.node.has_ready() {
-            return out;
+            return Ok(out);
         }
         let mut rd = self.node.ready();
         out.messages = rd.take_messages();
@@ -237,16 +251,16 @@ impl<L: ReplicaLog> Replica<L> {
             self.commit_entry(e, &mut out);
         }
         let store = self.node.mut_store();
-        store.append(rd.entries());
+        store.append(rd.entries())?;
         if let Some(hs) = rd.hs() {
-            store.set_hard_state(hs);
+            store.set_hard_state(hs)?;
         }
         let number = rd.number();
         let held = rd.take_persisted_messages();
         self.node.advance_append_async(rd);
         self.unpersisted.push_back((number, held));
         out.persist = Some(number);
-        out
+        Ok(out)
     }
 
     /// The log is durable through Ready `number` (and every earlier one): returns the

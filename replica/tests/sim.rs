@@ -16,41 +16,267 @@
 //! * the group makes progress again (a client retrying at the leader gets a proposal
 //!   acknowledged).
 //!
-//! `TERN_RAFT_SEEDS` (default 3000) scales it; `TERN_RAFT_SEED=N` runs one seed.
+//! It runs twice: over `MemLog` (3,000 seeds: the consensus logic alone) and over the
+//! production log, `StoreLog` — each replica's replicated `Store` on its own simulated
+//! disk, group commits run as flush jobs, checkpoints and compaction in production's
+//! order, crashes through `SimDisk::crash` (losing unsynced writes, tearing the last) and
+//! recovery through `Store::open`. There the replicas' stores must also end equal, and
+//! equal to the committed entries applied in order.
+//!
+//! `TERN_RAFT_SEEDS` (default 3000) and `TERN_RAFT_STORE_SEEDS` (default 1000) scale
+//! them; `TERN_RAFT_SEED=N` runs one seed of each.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ops::Bound;
+use std::rc::Rc;
 
-use raft::eraftpb::Message;
-use tern_replica::{MemLog, ProposeError, Replica, Resolution};
-use tern_storage::sim::SplitMix;
+use raft::eraftpb::{EntryType, Message};
+use raft::{GetEntriesContext, Storage};
+use tern_replica::{Committed, MemLog, ProposeError, Replica, ReplicaLog, Resolution, StoreLog};
+use tern_storage::catalog::{KeyAttrDesc, KeyType, TableDesc};
+use tern_storage::format::{EntryData, RecordKind};
+use tern_storage::maintenance::{Maintenance, Task};
+use tern_storage::sim::{SimDisk, SplitMix};
+use tern_storage::store::{Store, StoreConfig};
+
+/// What a replica's log lives on, as the simulation sees it.
+trait Backend: Sized {
+    type Log: ReplicaLog;
+    /// A new group member's empty disk.
+    fn new_disk(seed: u64) -> Self;
+    /// Opens the log on this disk; also returns the index its state machine holds.
+    fn open(&self) -> (Self::Log, u64);
+    /// Makes everything the log holds durable (one group commit).
+    fn persist(&mut self, log: &Self::Log);
+    /// What survives a crash.
+    fn crash(&self, rng: &mut SplitMix) -> Self;
+    /// Applies a committed entry to the state machine the log backs.
+    fn apply(&mut self, log: &Self::Log, c: &Committed);
+    /// Background upkeep (checkpoints, compaction), one round.
+    fn upkeep(&mut self, _log: &Self::Log) {}
+    /// A client's proposal, and the token a proposal's data carries.
+    fn data(token: u64) -> Vec<u8>;
+    fn token(data: &[u8]) -> Option<u64>;
+}
+
+/// The consensus logic alone: the log in memory, its clone at each persist the disk.
+struct MemDisk(MemLog);
+
+impl Backend for MemDisk {
+    type Log = MemLog;
+    fn new_disk(_seed: u64) -> MemDisk {
+        MemDisk(MemLog::new(&IDS))
+    }
+    fn open(&self) -> (MemLog, u64) {
+        (self.0.clone(), 0)
+    }
+    fn persist(&mut self, log: &MemLog) {
+        self.0 = log.clone();
+    }
+    fn crash(&self, _rng: &mut SplitMix) -> MemDisk {
+        MemDisk(self.0.clone())
+    }
+    fn apply(&mut self, _log: &MemLog, _c: &Committed) {}
+    fn data(token: u64) -> Vec<u8> {
+        token.to_le_bytes().to_vec()
+    }
+    fn token(data: &[u8]) -> Option<u64> {
+        <[u8; 8]>::try_from(data).ok().map(u64::from_le_bytes)
+    }
+}
+
+/// Production's log: a replicated store on a simulated disk.
+struct StoreDisk {
+    disk: SimDisk,
+    cfg: StoreConfig,
+    maintenance: Maintenance,
+}
+
+/// The table the store simulation writes to; every 40th proposal (re)creates it.
+const TABLE: u32 = 1;
+
+fn table_desc() -> TableDesc {
+    TableDesc {
+        table_id: TABLE,
+        name: "t".into(),
+        partition_key: KeyAttrDesc {
+            name: "pk".into(),
+            ty: KeyType::S,
+        },
+        sort_key: None,
+        creation_time_ms: 1,
+    }
+}
+
+fn run_job(disk: &SimDisk, job: tern_storage::store::FlushJob) -> std::io::Result<()> {
+    futures_lite::future::block_on(tern_storage::flush::run_job(disk, job))
+}
+
+impl Backend for StoreDisk {
+    type Log = StoreLog<SimDisk>;
+    fn new_disk(seed: u64) -> StoreDisk {
+        StoreDisk {
+            disk: SimDisk::new(),
+            cfg: StoreConfig {
+                segment_size: 4096 + (seed % 3) * 4096,
+                checkpoint_every_bytes: 2000,
+                compact_dead_ratio: 0.3,
+                replicated: true,
+                ..StoreConfig::default()
+            },
+            maintenance: Maintenance::new(700),
+        }
+    }
+    fn open(&self) -> (StoreLog<SimDisk>, u64) {
+        let (store, report) =
+            Store::open(self.disk.clone(), self.cfg.clone()).expect("recovery I/O");
+        assert!(
+            report.corruption.is_none(),
+            "a crash is not corruption: {report:?}"
+        );
+        let applied = store.raft_applied();
+        (StoreLog::new(Rc::new(RefCell::new(store)), &IDS), applied)
+    }
+    fn persist(&mut self, log: &StoreLog<SimDisk>) {
+        let mut store = log.store().borrow_mut();
+        store.request_sync();
+        while let Some(job) = store.next_flush() {
+            let r = run_job(&self.disk, job);
+            store.finish_flush(r);
+        }
+        assert!(
+            store.failure().is_none(),
+            "the simulated disk does not fail"
+        );
+    }
+    fn crash(&self, rng: &mut SplitMix) -> StoreDisk {
+        StoreDisk {
+            disk: self.disk.crash(rng),
+            cfg: self.cfg.clone(),
+            maintenance: Maintenance::new(700),
+        }
+    }
+    fn apply(&mut self, log: &StoreLog<SimDisk>, c: &Committed) {
+        log.store()
+            .borrow_mut()
+            .apply_entry(c.index)
+            .expect("apply");
+    }
+    fn upkeep(&mut self, log: &StoreLog<SimDisk>) {
+        let store = log.store();
+        for _ in 0..100 {
+            let task = self.maintenance.step(&mut store.borrow_mut());
+            match task {
+                Task::AwaitSettled(_) => self.persist(log),
+                Task::WriteCheckpoint(job) => {
+                    use tern_storage::disk::Disk;
+                    let r = futures_lite::future::block_on(
+                        self.disk.write_file(&job.file, job.bytes.clone()),
+                    );
+                    self.maintenance
+                        .checkpoint_written(&mut store.borrow_mut(), &job, r);
+                }
+                Task::Yield => {}
+                Task::RoundDone { error } => {
+                    assert!(error.is_none(), "upkeep failed: {error:?}");
+                    return;
+                }
+            }
+        }
+    }
+    fn data(token: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        let desc;
+        let key = [&(token % 8).to_be_bytes()[..], b"k"].concat();
+        let value = token.to_le_bytes();
+        let d = if token % 40 == 1 {
+            desc = table_desc().encode();
+            EntryData {
+                kind: RecordKind::CreateTable,
+                table_id: TABLE,
+                size_bytes: 0,
+                key: &[],
+                value: &desc,
+            }
+        } else {
+            EntryData {
+                kind: RecordKind::Put,
+                table_id: TABLE,
+                size_bytes: 8,
+                key: &key,
+                value: &value,
+            }
+        };
+        d.encode(&mut out);
+        out
+    }
+    fn token(data: &[u8]) -> Option<u64> {
+        let d = EntryData::decode(data).ok()?;
+        match d.kind {
+            RecordKind::Put => <[u8; 8]>::try_from(d.value).ok().map(u64::from_le_bytes),
+            _ => None,
+        }
+    }
+}
+
+/// A store's items, for comparing replicas.
+fn store_items(log: &StoreLog<SimDisk>) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    let store = log.store().borrow();
+    let Ok(_) = store.table(TABLE) else {
+        return BTreeMap::new();
+    };
+    store
+        .range(TABLE, Bound::Unbounded, Bound::Unbounded)
+        .expect("readable")
+        .map(|i| i.expect("a record"))
+        .map(|i| (i.key.to_vec(), i.bytes.to_vec()))
+        .collect()
+}
 
 const IDS: [u64; 3] = [1, 2, 3];
 
-struct Node {
-    replica: Replica<MemLog>,
-    /// The log as of the last persist: what survives a crash.
-    disk: MemLog,
+struct Node<B: Backend> {
+    replica: Replica<B::Log>,
+    /// What survives a crash.
+    disk: B,
     /// The newest Ready appended and not yet persisted.
     unpersisted: Option<u64>,
     /// The state machine: the data of every entry applied, in index order from 1.
     applied: Vec<Vec<u8>>,
 }
 
-impl Node {
-    fn start(id: u64, disk: MemLog, seed: u64) -> Node {
+impl<B: Backend> Node<B> {
+    /// Starts a replica on `disk`; `applied` is what the state machine applied before
+    /// (the entries through the index the log says are kept).
+    fn start(id: u64, disk: B, seed: u64, mut applied: Vec<Vec<u8>>) -> Node<B> {
+        let (log, held) = disk.open();
+        applied.truncate(held as usize);
+        // Recovery applies every entry it knows committed, including some the replica
+        // had not handed over yet: the state machine has them now.
+        if (applied.len() as u64) < held {
+            let from = applied.len() as u64 + 1;
+            let entries = log
+                .entries(from, held + 1, None, GetEntriesContext::empty(false))
+                .expect("entries the store applied are retained");
+            applied.extend(entries.into_iter().map(|e| match e.get_entry_type() {
+                EntryType::EntryNormal => e.data.to_vec(),
+                _ => Vec::new(),
+            }));
+        }
         Node {
-            replica: Replica::new(id, disk.clone(), 0, seed).expect("a replica starts"),
+            replica: Replica::new(id, log, held, seed).expect("a replica starts"),
             disk,
             unpersisted: None,
-            applied: Vec::new(),
+            applied,
         }
     }
 }
 
-struct World {
+struct World<B: Backend> {
     rng: SplitMix,
     seed: u64,
-    nodes: Vec<Node>,
+    nodes: Vec<Node<B>>,
     /// In flight: (from, to, message).
     net: Vec<(u64, u64, Message)>,
     /// Replica ids cut off from the others (a partition isolates them).
@@ -73,19 +299,14 @@ struct Stats {
     elections: u64,
 }
 
-fn token_data(token: u64) -> Vec<u8> {
-    token.to_le_bytes().to_vec()
-}
-
-impl World {
-    fn new(seed: u64) -> World {
-        let disk = MemLog::new(&IDS);
+impl<B: Backend> World<B> {
+    fn new(seed: u64) -> World<B> {
         World {
             rng: SplitMix(seed),
             seed,
             nodes: IDS
                 .iter()
-                .map(|&id| Node::start(id, disk.clone(), seed))
+                .map(|&id| Node::start(id, B::new_disk(seed), seed, Vec::new()))
                 .collect(),
             net: Vec::new(),
             isolated: HashSet::new(),
@@ -106,7 +327,10 @@ impl World {
     /// event, as a group commit is).
     fn drain(&mut self, id: u64) {
         loop {
-            let out = self.nodes[Self::idx(id)].replica.poll();
+            let out = self.nodes[Self::idx(id)]
+                .replica
+                .poll()
+                .expect("a memory log never fails");
             if out.is_empty() {
                 break;
             }
@@ -126,6 +350,7 @@ impl World {
                     self.seed
                 );
                 node.applied.push(c.data.clone());
+                node.disk.apply(node.replica.log(), &c);
                 let seen = self
                     .model
                     .entry(c.index)
@@ -147,7 +372,7 @@ impl World {
                     Resolution::Applied { token, index } => {
                         assert_eq!(
                             self.model.get(&index).map(|e| &e.1),
-                            Some(&token_data(token)),
+                            Some(&B::data(token)),
                             "seed {}: proposal {token} acknowledged at {index}, which holds another entry",
                             self.seed
                         );
@@ -187,7 +412,7 @@ impl World {
         let Some(number) = node.unpersisted.take() else {
             return;
         };
-        node.disk = node.replica.log().clone();
+        node.disk.persist(node.replica.log());
         let held = node.replica.on_persisted(number);
         for m in held {
             self.net.push((id, m.to, m));
@@ -219,7 +444,7 @@ impl World {
         self.next_token += 1;
         let r = self.nodes[Self::idx(id)]
             .replica
-            .propose(token, token_data(token));
+            .propose(token, B::data(token));
         if r.is_ok() {
             self.stats.proposed += 1;
         }
@@ -230,9 +455,24 @@ impl World {
 
     fn crash(&mut self, id: u64) {
         self.stats.crashes += 1;
-        let disk = self.nodes[Self::idx(id)].disk.clone();
+        let disk = self.nodes[Self::idx(id)].disk.crash(&mut self.rng);
+        let applied = std::mem::take(&mut self.nodes[Self::idx(id)].applied);
         let restart_seed = self.rng.next_u64();
-        self.nodes[Self::idx(id)] = Node::start(id, disk, restart_seed);
+        let before = applied.len();
+        self.nodes[Self::idx(id)] = Node::start(id, disk, restart_seed, applied);
+        // What recovery applied on its own is what every replica applies there.
+        let node = &self.nodes[Self::idx(id)];
+        for (i, data) in node.applied.iter().enumerate().skip(before) {
+            let index = i as u64 + 1;
+            let term = node.replica.log().term(index).expect("retained");
+            let seen = self.model.entry(index).or_insert((term, data.clone()));
+            assert_eq!(
+                *seen,
+                (term, data.clone()),
+                "seed {}: replica {id}'s recovery applied a different entry at {index}",
+                self.seed
+            );
+        }
         // Messages to and from the old process die with its connections.
         self.net.retain(|(f, t, _)| *f != id && *t != id);
         self.drain(id);
@@ -273,6 +513,11 @@ impl World {
             94..=95 => {
                 let id = self.random_id();
                 self.crash(id);
+            }
+            96 if self.rng.chance(50) => {
+                let id = self.random_id();
+                let node = &mut self.nodes[Self::idx(id)];
+                node.disk.upkeep(node.replica.log());
             }
             96..=97 => {
                 self.isolated.clear();
@@ -321,8 +566,8 @@ impl World {
     }
 }
 
-fn run_seed(seed: u64) -> Stats {
-    let mut w = World::new(seed);
+fn run_seed<B: Backend>(seed: u64) -> World<B> {
+    let mut w = World::<B>::new(seed);
     let steps = 1000 + w.rng.below(3000);
     for _ in 0..steps {
         w.step_faulty();
@@ -362,7 +607,7 @@ fn run_seed(seed: u64) -> Stats {
         for n in &w.nodes {
             assert_eq!(
                 n.applied.get((index - 1) as usize),
-                Some(&token_data(token)),
+                Some(&B::data(token)),
                 "seed {seed}: acknowledged proposal {token} (index {index}) missing on replica {}",
                 n.replica.id()
             );
@@ -370,8 +615,7 @@ fn run_seed(seed: u64) -> Stats {
     }
     for n in &w.nodes {
         for data in &n.applied {
-            if let Ok(raw) = <[u8; 8]>::try_from(&data[..]) {
-                let token = u64::from_le_bytes(raw);
+            if let Some(token) = B::token(data) {
                 assert!(
                     !w.lost.contains(&token),
                     "seed {seed}: proposal {token} reported lost but applied on replica {}",
@@ -380,31 +624,80 @@ fn run_seed(seed: u64) -> Stats {
             }
         }
     }
-    w.stats
+    w
+}
+
+fn seeds(var: &str, default: u64) -> Vec<u64> {
+    match std::env::var("TERN_RAFT_SEED") {
+        Ok(s) => vec![s.parse().expect("TERN_RAFT_SEED is a number")],
+        Err(_) => {
+            let n = std::env::var(var)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(default);
+            (0..n).collect()
+        }
+    }
+}
+
+fn add(total: &mut Stats, s: &Stats) {
+    total.proposed += s.proposed;
+    total.acked += s.acked;
+    total.lost += s.lost;
+    total.crashes += s.crashes;
+    total.elections += s.elections;
 }
 
 #[test]
 fn raft_groups_keep_every_acknowledged_write_through_faults() {
-    let seeds: Vec<u64> = match std::env::var("TERN_RAFT_SEED") {
-        Ok(s) => vec![s.parse().expect("TERN_RAFT_SEED is a number")],
-        Err(_) => {
-            let n = std::env::var("TERN_RAFT_SEEDS")
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(3000);
-            (0..n).collect()
-        }
-    };
+    let seeds = seeds("TERN_RAFT_SEEDS", 3000);
     let mut total = Stats::default();
     for seed in seeds.iter().copied() {
-        let s = run_seed(seed);
-        total.proposed += s.proposed;
-        total.acked += s.acked;
-        total.lost += s.lost;
-        total.crashes += s.crashes;
-        total.elections += s.elections;
+        add(&mut total, &run_seed::<MemDisk>(seed).stats);
     }
     eprintln!("raft sim: {} seeds, {total:?}", seeds.len());
     // The faults and the work actually happened.
     assert!(total.acked > 0 && total.crashes > 0 && total.elections > seeds.len() as u64);
+}
+
+/// The same over production's log: the replicated store on simulated disks.
+#[test]
+fn replicated_stores_agree_and_keep_every_acknowledged_write() {
+    let seeds = seeds("TERN_RAFT_STORE_SEEDS", 1000);
+    let mut total = Stats::default();
+    let mut checkpoints = 0;
+    for seed in seeds.iter().copied() {
+        let w = run_seed::<StoreDisk>(seed);
+        add(&mut total, &w.stats);
+        // The three stores hold the same items: the committed entries applied in order.
+        let mut want: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+        let mut exists = false;
+        let applied = &w.nodes[0].applied;
+        // Empty: a new leader's entry (or a configuration change).
+        for data in applied.iter().filter(|d| !d.is_empty()) {
+            let d = EntryData::decode(data).expect("entry data");
+            match d.kind {
+                RecordKind::CreateTable => exists = true,
+                RecordKind::Put if exists => {
+                    want.insert(d.key.to_vec(), d.value.to_vec());
+                }
+                _ => {}
+            }
+        }
+        for n in &w.nodes {
+            assert_eq!(
+                store_items(n.replica.log()),
+                want,
+                "seed {seed}: replica {} holds other items",
+                n.replica.id()
+            );
+            n.replica.log().store().borrow().check_invariants();
+            checkpoints += n.disk.maintenance.counts().0;
+        }
+    }
+    eprintln!(
+        "raft store sim: {} seeds, {total:?}, checkpoints {checkpoints}",
+        seeds.len()
+    );
+    assert!(total.acked > 0 && total.crashes > 0 && checkpoints > 0);
 }

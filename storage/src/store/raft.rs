@@ -616,12 +616,8 @@ impl RaftReplay {
                         r.term
                     ));
                 }
-                if e <= raft.last() && r.term < raft.get(e).map_or(0, |x| x.term) {
-                    return Err(format!(
-                        "Raft entry {e} replaced by an older term {}",
-                        r.term
-                    ));
-                }
+                // (A replacement may carry an older term than the entry it replaces: a new
+                // leader's log can hold an old entry there. Along the log terms only grow.)
                 if r.term < raft.get(e - 1).map_or(raft.prev_term, |x| x.term) {
                     return Err(format!(
                         "Raft entry {e} of term {} after a newer term",
