@@ -8,6 +8,8 @@
 //! * `log`: what a replica's Raft log must provide (`ReplicaLog`) and an in-memory one
 //!   (`MemLog`) that the deterministic simulator uses as each replica's disk;
 //! * `store_log`: the production log, the shard's replicated `Store` (`StoreLog`);
+//! * `peer`: the wire protocol between AZ nodes — HMAC challenge–response on the
+//!   cluster secret, then MAC'd frames of (shard, Raft message) batches;
 //! * `lincheck`: a linearizability checker for key-value histories (Wing & Gong with
 //!   Lowe's memoization), for the tests that kill leaders under concurrent clients.
 //!
@@ -18,6 +20,7 @@
 
 pub mod lincheck;
 pub mod log;
+pub mod peer;
 pub mod replica;
 pub mod store_log;
 
