@@ -2,6 +2,8 @@
 //!
 //! Each shard is a Raft group of three replicas, one per availability zone
 //! (`../shared/DESIGN.md` §7), using raft-rs's `RawNode`:
+//! * `group`: the shard driver — a replica over its store, each Ready performed
+//!   (append, group-commit bookkeeping, apply), for production and the tests alike;
 //! * `replica`: one replica driven by its caller — tick, step, propose, and the work of
 //!   each Ready (send, persist asynchronously, apply), with proposals resolved as
 //!   applied or lost;
@@ -18,12 +20,14 @@
 //! what was not persisted) run the same code.
 #![forbid(unsafe_code)]
 
+pub mod group;
 pub mod lincheck;
 pub mod log;
 pub mod peer;
 pub mod replica;
 pub mod store_log;
 
+pub use group::{AppliedEntry, Group, Progress};
 pub use log::{LogError, MemLog, ReplicaLog};
 pub use replica::{Committed, Output, ProposeError, Replica, Resolution};
 pub use store_log::StoreLog;

@@ -164,6 +164,11 @@ pub enum Applied {
     NoTable {
         table: u32,
     },
+    /// A Put the table's index had no room for (`StoreError::IndexFull`): nothing.
+    Refused {
+        table: u32,
+        error: StoreError,
+    },
     /// A Raft entry that is not a store operation; the value of its record (entry type
     /// and data) is returned by [`Store::raft_entry`].
     Raft,
@@ -350,8 +355,12 @@ impl<D: Disk + Clone> Store<D> {
                 if !self.tables.contains_key(&table) {
                     return Ok(Applied::NoTable { table });
                 }
-                // Appended entries were sized already; the index may still be full.
-                self.check_room(table, [key])?;
+                // Appended entries were sized already; the index may still be full. That
+                // is decided by the applied state, the same on every replica: the entry
+                // applies as refused, and the log goes on.
+                if let Err(error) = self.check_room(table, [key]) {
+                    return Ok(Applied::Refused { table, error });
+                }
                 let slot = Slot { loc, size_bytes };
                 let old = self.table_mut(table)?.index.insert(key, slot);
                 if account {

@@ -1,0 +1,150 @@
+//! One shard's replica, driven over its store: the sans-I/O shard driver that the
+//! shard's executor runs in production and the tests run over simulated disks.
+//!
+//! The caller owns time and I/O: it ticks the group on its clock, steps it with peers'
+//! messages, proposes writes, runs the store's flush jobs (the group commit), and after
+//! each of those calls [`Group::drive`], then sends the messages it returns, updates the
+//! cache for every applied write, and answers the clients whose proposals resolved.
+//!
+//! `drive` performs every Ready: appends and hard state go into the store at once;
+//! "persist through Ready n" becomes "the store's log durable through the position it had
+//! then" — one group commit covers every Ready since the last, and the messages Raft
+//! holds until persistence (votes, append acknowledgements) go out once it is; committed
+//! entries are applied to the store in order (each applies the record already in the
+//! log) and reported with their effect.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::rc::Rc;
+
+use raft::eraftpb::Message;
+use tern_storage::disk::Disk;
+use tern_storage::store::{Applied, LogPos, Store};
+
+use crate::log::LogError;
+use crate::replica::{ProposeError, Replica, Resolution};
+use crate::store_log::StoreLog;
+
+/// One applied entry and what it did to the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppliedEntry {
+    pub index: u64,
+    pub term: u64,
+    pub effect: Applied,
+}
+
+/// What a [`Group::drive`] leaves the caller to do.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Send, in order.
+    pub messages: Vec<Message>,
+    /// Applied to the store, in order: update caches (write-through on every replica).
+    pub applied: Vec<AppliedEntry>,
+    /// Proposals decided: answer their clients.
+    pub resolved: Vec<Resolution>,
+    /// The store holds appended records that must be made durable (run the flusher).
+    pub needs_flush: bool,
+}
+
+/// A shard's replica over its store.
+pub struct Group<D: Disk + Clone> {
+    replica: Replica<StoreLog<D>>,
+    store: Rc<RefCell<Store<D>>>,
+    /// Readies appended and not yet durable: (number, log position that makes them so).
+    persisting: VecDeque<(u64, LogPos)>,
+}
+
+impl<D: Disk + Clone> Group<D> {
+    /// Starts replica `id` of a group of `voters` over `store` (a replicated store,
+    /// recovered); `seed` drives its election timeouts.
+    pub fn open(
+        id: u64,
+        store: Rc<RefCell<Store<D>>>,
+        voters: &[u64],
+        seed: u64,
+    ) -> Result<Group<D>, raft::Error> {
+        let applied = store.borrow().raft_applied();
+        let log = StoreLog::new(store.clone(), voters);
+        Ok(Group {
+            replica: Replica::new(id, log, applied, seed)?,
+            store,
+            persisting: VecDeque::new(),
+        })
+    }
+
+    pub fn replica(&self) -> &Replica<StoreLog<D>> {
+        &self.replica
+    }
+
+    pub fn store(&self) -> &Rc<RefCell<Store<D>>> {
+        &self.store
+    }
+
+    pub fn tick(&mut self) {
+        self.replica.tick();
+    }
+
+    pub fn step(&mut self, msg: Message) {
+        self.replica.step(msg);
+    }
+
+    /// Proposes one store operation (`format::EntryData` bytes); `token` comes back in
+    /// its resolution.
+    pub fn propose(&mut self, token: u64, data: Vec<u8>) -> Result<(), ProposeError> {
+        self.replica.propose(token, data)
+    }
+
+    /// Performs all the work Raft has (see the module doc). An error is the store's: the
+    /// shard stops, as it does for a failed sync.
+    pub fn drive(&mut self) -> Result<Progress, LogError> {
+        let mut p = Progress::default();
+        loop {
+            self.release_persisted(&mut p.messages);
+            let out = self.replica.poll()?;
+            if out.is_empty() {
+                break;
+            }
+            p.messages.extend(out.messages);
+            if let Some(n) = out.persist {
+                let pos = self.store.borrow().appended_pos();
+                self.persisting.push_back((n, pos));
+            }
+            let mut last = None;
+            for c in &out.committed {
+                let effect = self
+                    .store
+                    .borrow_mut()
+                    .apply_entry(c.index)
+                    .map_err(|e| LogError(e.to_string()))?;
+                p.applied.push(AppliedEntry {
+                    index: c.index,
+                    term: c.term,
+                    effect,
+                });
+                last = Some(c.index);
+            }
+            if let Some(last) = last {
+                self.replica.applied(last);
+            }
+            p.resolved.extend(out.resolved);
+        }
+        p.needs_flush = !self.persisting.is_empty();
+        Ok(p)
+    }
+
+    /// Tells the replica about every Ready the store's log now covers.
+    fn release_persisted(&mut self, messages: &mut Vec<Message>) {
+        let durable = self.store.borrow().durable_pos();
+        let mut last = None;
+        while let Some(&(n, pos)) = self.persisting.front() {
+            if pos > durable {
+                break;
+            }
+            self.persisting.pop_front();
+            last = Some(n);
+        }
+        if let Some(n) = last {
+            messages.extend(self.replica.on_persisted(n));
+        }
+    }
+}
