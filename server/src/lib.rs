@@ -21,6 +21,7 @@ pub mod mesh;
 pub mod net;
 pub mod node;
 pub mod page;
+pub mod peers;
 pub mod reply;
 pub mod service;
 pub mod shard;
