@@ -94,6 +94,15 @@ impl<D: Disk + Clone> Group<D> {
         self.replica.propose(token, data)
     }
 
+    /// Proposes a membership change (one voter added or removed).
+    pub fn propose_conf_change(
+        &mut self,
+        token: u64,
+        cc: raft::eraftpb::ConfChangeV2,
+    ) -> Result<(), ProposeError> {
+        self.replica.propose_conf_change(token, cc)
+    }
+
     /// Performs all the work Raft has (see the module doc). An error is the store's: the
     /// shard stops, as it does for a failed sync.
     pub fn drive(&mut self) -> Result<Progress, LogError> {

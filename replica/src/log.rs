@@ -27,8 +27,11 @@ pub trait ReplicaLog: Storage {
     fn append(&mut self, entries: &[Entry]) -> Result<(), LogError>;
     /// Records the hard state (term, vote, commit).
     fn set_hard_state(&mut self, hs: &HardState) -> Result<(), LogError>;
-    /// Records the configuration a conf-change entry made.
-    fn set_conf_state(&mut self, cs: &ConfState) -> Result<(), LogError>;
+    /// Records the configuration the conf-change entry at `index` made.
+    fn set_conf_state(&mut self, cs: &ConfState, index: u64) -> Result<(), LogError>;
+    /// The entry whose configuration `initial_state` returns (0: the group's first).
+    /// Conf changes applied after it are applied again when a replica starts.
+    fn conf_index(&self) -> u64;
 }
 
 /// A Raft log in memory, with no compacted prefix (first index 1).
@@ -36,6 +39,7 @@ pub trait ReplicaLog: Storage {
 pub struct MemLog {
     hard_state: HardState,
     conf_state: ConfState,
+    conf_index: u64,
     /// Entries from index 1, consecutive.
     entries: Vec<Entry>,
 }
@@ -49,6 +53,7 @@ impl MemLog {
                 voters: voters.to_vec(),
                 ..ConfState::default()
             },
+            conf_index: 0,
             entries: Vec::new(),
         }
     }
@@ -97,9 +102,14 @@ impl ReplicaLog for MemLog {
         Ok(())
     }
 
-    fn set_conf_state(&mut self, cs: &ConfState) -> Result<(), LogError> {
+    fn set_conf_state(&mut self, cs: &ConfState, index: u64) -> Result<(), LogError> {
         self.conf_state = cs.clone();
+        self.conf_index = index;
         Ok(())
+    }
+
+    fn conf_index(&self) -> u64 {
+        self.conf_index
     }
 }
 

@@ -18,8 +18,10 @@
 use std::collections::VecDeque;
 use tern_storage::sim::SplitMix;
 
+use protobuf::Message as _;
+use raft::eraftpb::{ConfChange, ConfChangeSingle, ConfChangeV2};
 use raft::eraftpb::{Entry, EntryType, Message};
-use raft::{Config, RawNode, StateRole};
+use raft::{Config, GetEntriesContext, RawNode, StateRole};
 
 use crate::log::{LogError, ReplicaLog};
 
@@ -135,7 +137,21 @@ impl<L: ReplicaLog> Replica<L> {
         };
         config.validate()?;
         let logger = slog::Logger::root(slog::Discard, slog::o!());
-        let node = RawNode::new(&config, log, &logger)?;
+        let conf_index = log.conf_index();
+        let mut node = RawNode::new(&config, log, &logger)?;
+        // Configuration changes applied after the recorded configuration (its record
+        // may not have become durable before a crash) are applied again, in order.
+        if conf_index < applied {
+            let first = node.store().first_index()?.max(conf_index + 1);
+            let entries =
+                node.store()
+                    .entries(first, applied + 1, None, GetEntriesContext::empty(false))?;
+            for e in entries {
+                if let Some(cc) = conf_change(&e)? {
+                    node.apply_conf_change(&cc)?;
+                }
+            }
+        }
         let mut replica = Replica {
             node,
             jitter: SplitMix(seed ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
@@ -217,9 +233,46 @@ impl<L: ReplicaLog> Replica<L> {
         }
         let index = self.node.raft.raft_log.last_index();
         debug_assert_eq!(index, before + 1, "one proposal, one entry");
-        // Proposals of an earlier term of this replica's leadership at this index or
-        // after were overwritten (another leader's entries replaced them, and this one
-        // now takes the index): they are lost, and `pending` stays in index order.
+        self.track(token, index);
+        Ok(())
+    }
+
+    /// Proposes a membership change (add or remove one voter: a simple, non-joint
+    /// change); `token` comes back in its [`Resolution`].
+    pub fn propose_conf_change(
+        &mut self,
+        token: u64,
+        cc: ConfChangeV2,
+    ) -> Result<(), ProposeError> {
+        if !self.is_leader() {
+            return Err(ProposeError::NotLeader {
+                leader: self.node.raft.leader_id,
+            });
+        }
+        let before = self.node.raft.raft_log.last_index();
+        if self.node.propose_conf_change(Vec::new(), cc).is_err() {
+            return Err(ProposeError::Dropped);
+        }
+        let index = self.node.raft.raft_log.last_index();
+        if index == before {
+            return Err(ProposeError::Dropped);
+        }
+        self.track(token, index);
+        Ok(())
+    }
+
+    /// The group's voters as this replica knows them.
+    pub fn voters(&self) -> Vec<u64> {
+        let mut v: Vec<u64> = self.node.raft.prs().conf().voters().ids().iter().collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Tracks a proposal at `index`. Proposals of an earlier term of this replica's
+    /// leadership at this index or after were overwritten (another leader's entries
+    /// replaced them, and this one now takes the index): they are lost, and `pending`
+    /// stays in index order.
+    fn track(&mut self, token: u64, index: u64) {
         while self.pending.back().is_some_and(|p| p.index >= index) {
             let p = self.pending.pop_back().expect("back exists");
             self.overwritten.push(Resolution::Lost { token: p.token });
@@ -229,7 +282,6 @@ impl<L: ReplicaLog> Replica<L> {
             term: self.node.raft.term,
             token,
         });
-        Ok(())
     }
 
     /// Collects the work Raft has for the driver (see [`Output`]). An error is the log's:
@@ -248,7 +300,7 @@ impl<L: ReplicaLog> Replica<L> {
         // arriving would come from a peer that does not run this code.
         debug_assert!(rd.snapshot().is_empty(), "no snapshots yet");
         for e in rd.take_committed_entries() {
-            self.commit_entry(e, &mut out);
+            self.commit_entry(e, &mut out)?;
         }
         let store = self.node.mut_store();
         store.append(rd.entries())?;
@@ -284,7 +336,7 @@ impl<L: ReplicaLog> Replica<L> {
         self.node.advance_apply_to(index);
     }
 
-    fn commit_entry(&mut self, e: Entry, out: &mut Output) {
+    fn commit_entry(&mut self, e: Entry, out: &mut Output) -> Result<(), LogError> {
         while let Some(p) = self.pending.front() {
             if p.index > e.index {
                 break;
@@ -300,16 +352,44 @@ impl<L: ReplicaLog> Replica<L> {
                     Resolution::Lost { token: p.token }
                 });
         }
-        let data = match e.get_entry_type() {
-            EntryType::EntryNormal => e.data.to_vec(),
-            // Membership changes are applied by the replica (node replacement comes
-            // with the conf-change step of issue 13); the state machine sees none.
-            EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => Vec::new(),
+        // Membership changes are applied by the replica and their configuration
+        // recorded; the state machine sees an empty entry.
+        let data = match conf_change(&e).map_err(|err| LogError(err.to_string()))? {
+            Some(cc) => {
+                let cs = self
+                    .node
+                    .apply_conf_change(&cc)
+                    .map_err(|err| LogError(format!("applying a configuration change: {err}")))?;
+                self.node.mut_store().set_conf_state(&cs, e.index)?;
+                Vec::new()
+            }
+            None => e.data.to_vec(),
         };
         out.committed.push(Committed {
             index: e.index,
             term: e.term,
             data,
         });
+        Ok(())
     }
+}
+
+/// The configuration change an entry carries, if it is one.
+fn conf_change(e: &Entry) -> Result<Option<ConfChangeV2>, raft::Error> {
+    Ok(match e.get_entry_type() {
+        EntryType::EntryNormal => None,
+        EntryType::EntryConfChange => {
+            // A v1 change is one v2 change (raft-rs converts the same way).
+            let v1 = ConfChange::parse_from_bytes(&e.data)?;
+            let mut single = ConfChangeSingle::default();
+            single.set_change_type(v1.get_change_type());
+            single.node_id = v1.node_id;
+            Some(ConfChangeV2 {
+                changes: vec![single].into(),
+                context: v1.context,
+                ..ConfChangeV2::default()
+            })
+        }
+        EntryType::EntryConfChangeV2 => Some(ConfChangeV2::parse_from_bytes(&e.data)?),
+    })
 }

@@ -138,15 +138,24 @@ impl<D: Disk + Clone> ReplicaLog for StoreLog<D> {
             .map_err(|e| LogError(e.to_string()))
     }
 
-    fn set_conf_state(&mut self, cs: &ConfState) -> Result<(), LogError> {
-        let bytes = cs
-            .write_to_bytes()
+    fn set_conf_state(&mut self, cs: &ConfState, index: u64) -> Result<(), LogError> {
+        // The record's value: the conf-change entry's index, then the ConfState.
+        let mut bytes = index.to_le_bytes().to_vec();
+        cs.write_to_vec(&mut bytes)
             .map_err(|e| LogError(format!("encoding a configuration: {e}")))?;
         self.store
             .borrow_mut()
             .set_conf_state(&bytes)
             .map(|_| ())
             .map_err(|e| LogError(e.to_string()))
+    }
+
+    fn conf_index(&self) -> u64 {
+        let store = self.store.borrow();
+        store
+            .raft_conf_state()
+            .get(..8)
+            .map_or(0, |b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
     }
 }
 
@@ -161,11 +170,14 @@ impl<D: Disk + Clone> Storage for StoreLog<D> {
                 ..ConfState::default()
             }
         } else {
-            ConfState::parse_from_bytes(conf).map_err(|e| {
-                store_err(StoreError::Corrupt(format!(
-                    "the recorded configuration: {e}"
-                )))
-            })?
+            conf.get(8..)
+                .ok_or_else(|| "a configuration record under 8 bytes".to_string())
+                .and_then(|b| ConfState::parse_from_bytes(b).map_err(|e| e.to_string()))
+                .map_err(|e| {
+                    store_err(StoreError::Corrupt(format!(
+                        "the recorded configuration: {e}"
+                    )))
+                })?
         };
         Ok(RaftState::new(
             HardState {
