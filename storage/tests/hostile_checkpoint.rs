@@ -12,7 +12,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use tern_storage::checkpoint::CHECKPOINT_HEADER_LEN;
 use tern_storage::disk::Disk;
-use tern_storage::format::parse_checkpoint_file_name;
+use tern_storage::format::{EntryData, HardState, RecordKind, parse_checkpoint_file_name};
 use tern_storage::sim::{SimDisk, SplitMix};
 use tern_storage::store::{Store, StoreConfig};
 
@@ -25,6 +25,85 @@ fn config() -> StoreConfig {
         checkpoint_every_bytes: u64::MAX / 2,
         ..StoreConfig::default()
     }
+}
+
+fn replica_config() -> StoreConfig {
+    StoreConfig {
+        replicated: true,
+        raft_retained_entries: 20,
+        ..config()
+    }
+}
+
+/// The same shape for a replica: entries appended, some replaced by a newer term,
+/// committed and applied, a compaction, a checkpoint (with its Raft section), entries
+/// after it.
+fn build_replicated() -> (SimDisk, String) {
+    let disk = SimDisk::new();
+    let (mut store, _) = Store::open(disk.clone(), replica_config()).unwrap();
+    let mut d = desc("alpha");
+    d.table_id = 1;
+    let create = d.encode();
+    let mut next = 1u64;
+    let append =
+        |store: &mut Store<SimDisk>, index: u64, term: u64, kind, key: &[u8], value: &[u8]| {
+            let data = EntryData {
+                kind,
+                table_id: 1,
+                size_bytes: value.len() as u32,
+                key,
+                value,
+            };
+            store.append_entries([(term, index, data)]).unwrap();
+        };
+    append(&mut store, next, 1, RecordKind::CreateTable, &[], &create);
+    next += 1;
+    for i in 0..150u64 {
+        let k = [&(i % 40).to_be_bytes()[..], b"key"].concat();
+        let value = vec![(i % 251) as u8; 40 + (i as usize % 90)];
+        let kind = if i % 9 == 0 {
+            RecordKind::Delete
+        } else {
+            RecordKind::Put
+        };
+        let v: &[u8] = if kind == RecordKind::Put { &value } else { &[] };
+        append(&mut store, next, 1 + i / 50, kind, &k, v);
+        next += 1;
+        if i % 10 == 9 {
+            flush_all(&mut store, &disk);
+            let commit = next - 3;
+            store
+                .set_hard_state(HardState {
+                    term: 1 + i / 50,
+                    vote: 1,
+                    commit,
+                })
+                .unwrap();
+            while store.raft_applied() < commit {
+                let e = store.raft_applied() + 1;
+                store.apply_entry(e).unwrap();
+            }
+        }
+    }
+    // A newer term replaces the unapplied suffix.
+    let from = store.raft_applied() + 1;
+    append(&mut store, from, 9, RecordKind::Put, b"replaced-key", b"v");
+    flush_all(&mut store, &disk);
+    let _ = store.set_conf_state(b"\x01\0\0\0\0\0\0\0conf");
+    let job = store.begin_checkpoint();
+    flush_all(&mut store, &disk);
+    block_on(disk.write_file(&job.file, job.bytes.clone())).unwrap();
+    store.checkpoint_written(&job, Ok(()));
+    append(
+        &mut store,
+        from + 1,
+        9,
+        RecordKind::Put,
+        b"after-the-ckpt",
+        b"v",
+    );
+    flush_all(&mut store, &disk);
+    (disk, job.file)
 }
 
 /// A store with two tables over several segments, a compacted segment, a checkpoint and
@@ -87,6 +166,7 @@ fn u32_at(b: &[u8], at: usize) -> u32 {
 }
 
 fn layout(ckpt: &[u8]) -> Layout {
+    let flags = u32_at(ckpt, 12);
     let table_count = u32_at(ckpt, 36) as usize;
     let segment_count = u32_at(ckpt, 40) as usize;
     let body = &ckpt[CHECKPOINT_HEADER_LEN..];
@@ -107,6 +187,23 @@ fn layout(ckpt: &[u8]) -> Layout {
                 fields.push((at, 4));
                 at += 4;
             }
+        }
+    }
+    if flags & 1 != 0 {
+        // applied, applied_term, log_first, log_prev_term, hard state (3 × u64).
+        for _ in 0..7 {
+            fields.push((at, 8));
+            at += 8;
+        }
+        fields.push((at, 4));
+        let conf_len = u32_at(body, at) as usize;
+        at += 4 + conf_len;
+        fields.push((at, 4));
+        let voided = u32_at(body, at) as usize;
+        at += 4;
+        for _ in 0..voided * 2 {
+            fields.push((at, 4));
+            at += 4;
         }
     }
     assert_eq!(at, body.len(), "the test's layout walk matches the format");
@@ -150,10 +247,16 @@ fn set(bytes: &mut [u8], at: usize, width: usize, v: u64) {
 
 /// Recovers from `disk` with `ckpt` in place of the checkpoint and reads everything.
 /// Returns whether recovery found corruption.
-fn recover_with(disk: &SimDisk, name: &str, ckpt: Vec<u8>, rng: &mut SplitMix) -> bool {
+fn recover_with(
+    disk: &SimDisk,
+    name: &str,
+    ckpt: Vec<u8>,
+    rng: &mut SplitMix,
+    cfg: &StoreConfig,
+) -> bool {
     let image = disk.crash(rng);
     block_on(image.write_file(name, ckpt)).unwrap();
-    let (mut store, report) = Store::open(image.clone(), config()).expect("recovery I/O");
+    let (mut store, report) = Store::open(image.clone(), cfg.clone()).expect("recovery I/O");
     if report.corruption.is_some() {
         assert!(
             store.check_usable().is_err(),
@@ -179,6 +282,28 @@ fn recover_with(disk: &SimDisk, name: &str, ckpt: Vec<u8>, rng: &mut SplitMix) -
             let _ = items.rev().count();
         }
     }
+    if store.is_replicated() {
+        // The Raft log it recovered reads back, and takes the next entry.
+        let (first, last) = (store.raft_first(), store.raft_last());
+        for i in first.saturating_sub(1)..=last {
+            let _ = store.raft_term(i);
+            if i >= first {
+                let _ = store.raft_entry(i);
+            }
+        }
+        let data = EntryData {
+            kind: RecordKind::Put,
+            table_id: 1,
+            size_bytes: 1,
+            key: b"one-more-key",
+            value: b"v",
+        };
+        let term = store
+            .raft_term(last)
+            .unwrap_or(0)
+            .max(store.raft_hard_state().term);
+        let _ = store.append_entries([(term, last + 1, data)]);
+    }
     if let Some(seg) = store.compaction_candidate() {
         let _ = store.compact_step(seg, 0, 1 << 20);
     }
@@ -188,7 +313,14 @@ fn recover_with(disk: &SimDisk, name: &str, ckpt: Vec<u8>, rng: &mut SplitMix) -
 }
 
 fn run_case(disk: &SimDisk, name: &str, ckpt: Vec<u8>, what: &str, rng: &mut SplitMix) -> bool {
-    match catch_unwind(AssertUnwindSafe(|| recover_with(disk, name, ckpt, rng))) {
+    let cfg = if u32_at(&ckpt, 12) & 1 != 0 || ckpt.len() < 16 {
+        replica_config()
+    } else {
+        config()
+    };
+    match catch_unwind(AssertUnwindSafe(|| {
+        recover_with(disk, name, ckpt, rng, &cfg)
+    })) {
         Ok(corrupt) => corrupt,
         Err(_) => panic!("recovery panicked on a checkpoint with {what}"),
     }
@@ -196,7 +328,17 @@ fn run_case(disk: &SimDisk, name: &str, ckpt: Vec<u8>, what: &str, rng: &mut Spl
 
 #[test]
 fn a_well_formed_but_wrong_checkpoint_is_a_typed_error_never_a_panic() {
-    let (disk, name) = build();
+    hostile(build());
+}
+
+/// A replica's checkpoint, whose Raft section (applied, first entry, terms, hard state,
+/// configuration, replaced records) recovery must not trust either.
+#[test]
+fn a_well_formed_but_wrong_replica_checkpoint_is_a_typed_error_never_a_panic() {
+    hostile(build_replicated());
+}
+
+fn hostile((disk, name): (SimDisk, String)) {
     assert!(parse_checkpoint_file_name(&name).is_some());
     let original = disk.contents(&name).expect("checkpoint written");
     let mut rng = SplitMix(0x5EED);
