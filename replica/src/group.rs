@@ -42,6 +42,9 @@ pub struct Progress {
     pub applied: Vec<AppliedEntry>,
     /// Proposals decided: answer their clients.
     pub resolved: Vec<Resolution>,
+    /// Linearizable reads whose index is known: (token, index). Answer each once the
+    /// store has applied through its index (`Store::raft_applied`).
+    pub reads: Vec<(u64, u64)>,
     /// The store holds appended records that must be made durable (run the flusher).
     pub needs_flush: bool,
 }
@@ -94,6 +97,11 @@ impl<D: Disk + Clone> Group<D> {
         self.replica.propose(token, data)
     }
 
+    /// Asks for a linearizable read; see [`Replica::read_index`].
+    pub fn read_index(&mut self, token: u64) {
+        self.replica.read_index(token);
+    }
+
     /// Proposes a membership change (one voter added or removed).
     pub fn propose_conf_change(
         &mut self,
@@ -136,6 +144,7 @@ impl<D: Disk + Clone> Group<D> {
                 self.replica.applied(last);
             }
             p.resolved.extend(out.resolved);
+            p.reads.extend(out.reads);
         }
         p.needs_flush = !self.persisting.is_empty();
         Ok(p)

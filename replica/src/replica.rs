@@ -86,6 +86,9 @@ pub struct Output {
     pub committed: Vec<Committed>,
     /// Proposals whose fate the committed entries decided.
     pub resolved: Vec<Resolution>,
+    /// Linearizable reads ready: (token, read index). Serve the read once the state
+    /// machine has applied through the index.
+    pub reads: Vec<(u64, u64)>,
 }
 
 impl Output {
@@ -94,6 +97,7 @@ impl Output {
             && self.persist.is_none()
             && self.committed.is_empty()
             && self.resolved.is_empty()
+            && self.reads.is_empty()
     }
 }
 
@@ -237,6 +241,15 @@ impl<L: ReplicaLog> Replica<L> {
         Ok(())
     }
 
+    /// Asks for a linearizable read (Raft's read index, `ReadOnlyOption::Safe`: the
+    /// leader confirms it still leads with a heartbeat round, so no clock is trusted).
+    /// On a follower the request goes to the leader. `token` comes back in
+    /// [`Output::reads`] with the index to wait for; a read that never comes back (the
+    /// leader changed) is retried by the caller.
+    pub fn read_index(&mut self, token: u64) {
+        self.node.read_index(token.to_le_bytes().to_vec());
+    }
+
     /// Proposes a membership change (add or remove one voter: a simple, non-joint
     /// change); `token` comes back in its [`Resolution`].
     pub fn propose_conf_change(
@@ -296,6 +309,11 @@ impl<L: ReplicaLog> Replica<L> {
         }
         let mut rd = self.node.ready();
         out.messages = rd.take_messages();
+        for rs in rd.take_read_states() {
+            if let Ok(ctx) = <[u8; 8]>::try_from(&rs.request_ctx[..]) {
+                out.reads.push((u64::from_le_bytes(ctx), rs.index));
+            }
+        }
         // The log never compacts (see `ReplicaLog`), so no leader sends a snapshot: one
         // arriving would come from a peer that does not run this code.
         debug_assert!(rd.snapshot().is_empty(), "no snapshots yet");

@@ -6,68 +6,24 @@
 //! stores end identical, and every replica reported each applied write (so its cache
 //! could be written through). `TERN_GROUP_SEEDS` (default 1000) scales it.
 
-use std::cell::RefCell;
+mod common;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::ops::Bound;
-use std::rc::Rc;
 
 use raft::eraftpb::Message;
 use tern_replica::{Group, Resolution};
-use tern_storage::catalog::{KeyAttrDesc, KeyType, TableDesc};
-use tern_storage::format::{EntryData, RecordKind};
+use tern_storage::format::RecordKind;
 use tern_storage::sim::{SimDisk, SplitMix};
-use tern_storage::store::{Applied, Store, StoreConfig};
+use tern_storage::store::Applied;
 
-const IDS: [u64; 3] = [1, 2, 3];
-const TABLE: u32 = 1;
-
-fn config() -> StoreConfig {
-    StoreConfig {
-        segment_size: 8192,
-        replicated: true,
-        ..StoreConfig::default()
-    }
-}
-
-fn create_table() -> Vec<u8> {
-    let desc = TableDesc {
-        table_id: TABLE,
-        name: "t".into(),
-        partition_key: KeyAttrDesc {
-            name: "pk".into(),
-            ty: KeyType::S,
-        },
-        sort_key: None,
-        creation_time_ms: 1,
-    }
-    .encode();
-    let mut out = Vec::new();
-    EntryData {
-        kind: RecordKind::CreateTable,
-        table_id: TABLE,
-        size_bytes: 0,
-        key: &[],
-        value: &desc,
-    }
-    .encode(&mut out);
-    out
-}
+use common::{IDS, create_table, entry};
 
 fn key(token: u64) -> Vec<u8> {
     [&token.to_be_bytes()[..], b"k"].concat()
 }
 
 fn put(token: u64) -> Vec<u8> {
-    let mut out = Vec::new();
-    EntryData {
-        kind: RecordKind::Put,
-        table_id: TABLE,
-        size_bytes: 8,
-        key: &key(token),
-        value: &token.to_le_bytes(),
-    }
-    .encode(&mut out);
-    out
+    entry(RecordKind::Put, &key(token), &token.to_le_bytes())
 }
 
 struct Node {
@@ -79,9 +35,7 @@ struct Node {
 
 impl Node {
     fn open(id: u64, disk: SimDisk, seed: u64) -> Node {
-        let (store, report) = Store::open(disk.clone(), config()).expect("recovery I/O");
-        assert!(report.corruption.is_none(), "{report:?}");
-        let group = Group::open(id, Rc::new(RefCell::new(store)), &IDS, seed).expect("opens");
+        let (disk, group) = common::open(id, disk, &IDS, seed);
         Node {
             disk,
             group,
@@ -90,24 +44,11 @@ impl Node {
     }
 
     fn flush(&mut self) {
-        let mut store = self.group.store().borrow_mut();
-        while let Some(job) = store.next_flush() {
-            let r = futures_lite::future::block_on(tern_storage::flush::run_job(&self.disk, job));
-            store.finish_flush(r);
-        }
+        common::flush(&self.group, &self.disk);
     }
 
     fn items(&self) -> BTreeMap<Vec<u8>, Vec<u8>> {
-        let store = self.group.store().borrow();
-        if store.table(TABLE).is_err() {
-            return BTreeMap::new();
-        }
-        store
-            .range(TABLE, Bound::Unbounded, Bound::Unbounded)
-            .expect("readable")
-            .map(|i| i.expect("record"))
-            .map(|i| (i.key.to_vec(), i.bytes.to_vec()))
-            .collect()
+        common::items(&self.group)
     }
 }
 

@@ -5,46 +5,16 @@
 //! is on 1, 2 and 4; node 4 keeps its membership across a crash, and the group survives
 //! losing its leader afterwards (a quorum of {1, 2, 4}).
 
-use std::cell::RefCell;
+mod common;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::ops::Bound;
-use std::rc::Rc;
 
 use raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2, Message};
 use tern_replica::{Group, Resolution};
-use tern_storage::catalog::{KeyAttrDesc, KeyType, TableDesc};
-use tern_storage::format::{EntryData, RecordKind};
+use tern_storage::format::RecordKind;
 use tern_storage::sim::{SimDisk, SplitMix};
-use tern_storage::store::{Store, StoreConfig};
 
-const TABLE: u32 = 1;
-
-fn entry(kind: RecordKind, key: &[u8], value: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    EntryData {
-        kind,
-        table_id: TABLE,
-        size_bytes: value.len() as u32 * u32::from(kind == RecordKind::Put),
-        key,
-        value,
-    }
-    .encode(&mut out);
-    out
-}
-
-fn create_table() -> Vec<u8> {
-    let desc = TableDesc {
-        table_id: TABLE,
-        name: "t".into(),
-        partition_key: KeyAttrDesc {
-            name: "pk".into(),
-            ty: KeyType::S,
-        },
-        sort_key: None,
-        creation_time_ms: 1,
-    };
-    entry(RecordKind::CreateTable, &[], &desc.encode())
-}
+use common::{create_table, entry};
 
 fn key(n: u64) -> Vec<u8> {
     [&n.to_be_bytes()[..], b"k"].concat()
@@ -66,14 +36,7 @@ struct Node {
 }
 
 fn open(id: u64, disk: SimDisk, voters: &[u64]) -> Node {
-    let cfg = StoreConfig {
-        segment_size: 16384,
-        replicated: true,
-        ..StoreConfig::default()
-    };
-    let (store, report) = Store::open(disk.clone(), cfg).expect("recovery I/O");
-    assert!(report.corruption.is_none(), "{report:?}");
-    let group = Group::open(id, Rc::new(RefCell::new(store)), voters, id).expect("opens");
+    let (disk, group) = common::open(id, disk, voters, id);
     Node { disk, group }
 }
 
@@ -108,14 +71,8 @@ impl Cluster {
         }
         for _ in 0..50 {
             for id in &ids {
-                let n = self.nodes.get_mut(id).unwrap();
-                let mut store = n.group.store().borrow_mut();
-                while let Some(job) = store.next_flush() {
-                    let r =
-                        futures_lite::future::block_on(tern_storage::flush::run_job(&n.disk, job));
-                    store.finish_flush(r);
-                }
-                drop(store);
+                let n = &self.nodes[id];
+                common::flush(&n.group, &n.disk);
                 self.drive(*id);
             }
             if self.net.is_empty() {
@@ -204,16 +161,7 @@ impl Cluster {
     }
 
     fn items(&self, id: u64) -> BTreeMap<Vec<u8>, Vec<u8>> {
-        let store = self.nodes[&id].group.store().borrow();
-        if store.table(TABLE).is_err() {
-            return BTreeMap::new();
-        }
-        store
-            .range(TABLE, Bound::Unbounded, Bound::Unbounded)
-            .expect("readable")
-            .map(|i| i.expect("record"))
-            .map(|i| (i.key.to_vec(), i.bytes.to_vec()))
-            .collect()
+        common::items(&self.nodes[&id].group)
     }
 }
 
