@@ -11,13 +11,11 @@
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
-use tern_storage::flush::{Step, run_step};
-use tern_storage::maintenance::{Maintenance, Task};
 use tern_storage::sim::{SimDisk, SplitMix};
-use tern_storage::store::{CheckpointJob, Durability, LogPos, Store, StoreConfig, StoreError};
+use tern_storage::store::{Durability, LogPos, Store, StoreConfig, StoreError};
 
 mod common;
-use common::{block_on, desc};
+use common::{IoLane, block_on, desc};
 
 type Model = BTreeMap<String, BTreeMap<Vec<u8>, Vec<u8>>>;
 
@@ -98,12 +96,8 @@ struct Run {
     /// with the position that must be durable for it to count as acknowledged.
     base: Model,
     ops: Vec<(Op, LogPos)>,
-    /// Steps of the flush job in progress.
-    steps: Vec<Step>,
-    /// Production's upkeep lane (checkpoints, then a compaction, per round), and the
-    /// task it last asked for.
-    maintenance: Maintenance,
-    task: Option<Task>,
+    /// The flusher and the upkeep lane, as the executor interleaves them.
+    io: IoLane,
     stats: Stats,
 }
 
@@ -168,51 +162,11 @@ impl Run {
     }
 
     fn flush_step(&mut self) {
-        if self.steps.is_empty()
-            && let Some(job) = self.store.next_flush()
-        {
-            self.steps = job.steps();
-            self.steps.reverse();
-        }
-        if let Some(step) = self.steps.pop() {
-            let r = block_on(run_step(&self.disk, step));
-            if r.is_err() || self.steps.is_empty() {
-                self.steps.clear();
-                self.store.finish_flush(r);
-            }
-        }
+        self.io.flush_step(&mut self.store, &self.disk);
     }
 
-    /// Performs the task the upkeep lane asked for, when it can be performed now, and
-    /// steps the lane: what production's maintenance task does, one await at a time.
     fn maintenance_step(&mut self) {
-        let task = match self.task.take() {
-            Some(task) => task,
-            None => self.maintenance.step(&mut self.store),
-        };
-        self.task = match task {
-            Task::AwaitSettled(pos) => match self.store.is_settled(pos) {
-                // Not yet: the flusher must run first (the lane asked for a sync).
-                Ok(false) => Some(Task::AwaitSettled(pos)),
-                Ok(true) | Err(_) => None,
-            },
-            Task::WriteCheckpoint(job) => {
-                let r = block_on(self.disk_write_file(&job));
-                self.maintenance
-                    .checkpoint_written(&mut self.store, &job, r);
-                None
-            }
-            Task::Yield => None,
-            Task::RoundDone { error } => {
-                assert!(error.is_none(), "compaction failed: {error:?}");
-                None
-            }
-        };
-    }
-
-    async fn disk_write_file(&self, job: &CheckpointJob) -> std::io::Result<()> {
-        use tern_storage::disk::Disk;
-        self.disk.write_file(&job.file, job.bytes.clone()).await
+        self.io.maintenance_step(&mut self.store, &self.disk);
     }
 
     /// Crashes, recovers and checks the recovered state against the model.
@@ -273,9 +227,7 @@ impl Run {
         self.store = store;
         self.base = got;
         self.ops.clear();
-        self.steps.clear();
-        self.maintenance.reset();
-        self.task = None;
+        self.io.reset();
     }
 }
 
@@ -289,9 +241,7 @@ fn run_seed(seed: u64) -> Stats {
         store,
         base: Model::new(),
         ops: Vec::new(),
-        steps: Vec::new(),
-        maintenance: Maintenance::new(700),
-        task: None,
+        io: IoLane::new(700),
         stats: Stats::default(),
     };
     let cycles = 3 + rng.below(4);
@@ -309,7 +259,7 @@ fn run_seed(seed: u64) -> Stats {
         }
         run.crash_and_check();
     }
-    run.stats.compactions = run.maintenance.counts().1;
+    run.stats.compactions = run.io.maintenance.counts().1;
     run.stats
 }
 

@@ -22,14 +22,12 @@
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
-use tern_storage::flush::{Step, run_step};
 use tern_storage::format::{EntryData, HardState, RecordKind};
-use tern_storage::maintenance::{Maintenance, Task};
 use tern_storage::sim::{SimDisk, SplitMix};
-use tern_storage::store::{Applied, CheckpointJob, LogPos, Store, StoreConfig};
+use tern_storage::store::{Applied, LogPos, Store, StoreConfig};
 
 mod common;
-use common::{block_on, desc};
+use common::{IoLane, desc};
 
 /// Table name → key → value.
 type State = BTreeMap<String, BTreeMap<Vec<u8>, Vec<u8>>>;
@@ -191,9 +189,7 @@ struct Run {
     base_hard_state: HardState,
     term: u64,
     next_table_id: u32,
-    steps: Vec<Step>,
-    maintenance: Maintenance,
-    task: Option<Task>,
+    io: IoLane,
     crashes: u64,
     forgotten: u64,
     checkpoints_used: u64,
@@ -338,52 +334,11 @@ impl Run {
     }
 
     fn flush_step(&mut self) {
-        if self.steps.is_empty()
-            && let Some(job) = self.store.next_flush()
-        {
-            self.steps = job.steps();
-            self.steps.reverse();
-        }
-        if let Some(step) = self.steps.pop() {
-            let r = block_on(run_step(&self.disk, step));
-            if r.is_err() || self.steps.is_empty() {
-                self.steps.clear();
-                self.store.finish_flush(r);
-            }
-        }
+        self.io.flush_step(&mut self.store, &self.disk);
     }
 
     fn maintenance_step(&mut self) {
-        let task = match self.task.take() {
-            Some(task) => task,
-            None => self.maintenance.step(&mut self.store),
-        };
-        self.task = match task {
-            Task::AwaitSettled(pos) => match self.store.is_settled(pos) {
-                Ok(false) => Some(Task::AwaitSettled(pos)),
-                Ok(true) | Err(_) => None,
-            },
-            Task::WriteCheckpoint(job) => {
-                let r = block_on(self.write_file(&job));
-                self.maintenance
-                    .checkpoint_written(&mut self.store, &job, r);
-                None
-            }
-            Task::Yield => None,
-            Task::RoundDone { error } => {
-                assert!(
-                    error.is_none(),
-                    "seed {}: compaction failed: {error:?}",
-                    self.seed
-                );
-                None
-            }
-        };
-    }
-
-    async fn write_file(&self, job: &CheckpointJob) -> std::io::Result<()> {
-        use tern_storage::disk::Disk;
-        self.disk.write_file(&job.file, job.bytes.clone()).await
+        self.io.maintenance_step(&mut self.store, &self.disk);
     }
 
     fn crash_and_check(&mut self) {
@@ -509,9 +464,7 @@ impl Run {
         self.term = self.term.max(hs.term) + 1;
         self.disk = image;
         self.store = store;
-        self.steps.clear();
-        self.maintenance.reset();
-        self.task = None;
+        self.io.reset();
     }
 }
 
@@ -531,9 +484,7 @@ fn run_seed(seed: u64) -> Run {
         base_hard_state: HardState::default(),
         term: 1,
         next_table_id: 1,
-        steps: Vec::new(),
-        maintenance: Maintenance::new(700),
-        task: None,
+        io: IoLane::new(700),
         crashes: 0,
         forgotten: 0,
         checkpoints_used: 0,
@@ -568,7 +519,7 @@ fn a_replica_log_survives_random_crashes() {
         crashes += run.crashes;
         forgotten += u64::from(run.forgotten > 0);
         ckpts += run.checkpoints_used;
-        compactions += run.maintenance.counts().1;
+        compactions += run.io.maintenance.counts().1;
         committed += run.committed.len() as u64;
     }
     println!(
