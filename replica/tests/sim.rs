@@ -26,6 +26,8 @@
 //! `TERN_RAFT_SEEDS` (default 3000) and `TERN_RAFT_STORE_SEEDS` (default 1000) scale
 //! them; `TERN_RAFT_SEED=N` runs one seed of each.
 
+mod common;
+
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::Bound;
@@ -34,11 +36,12 @@ use std::rc::Rc;
 use raft::eraftpb::{EntryType, Message};
 use raft::{GetEntriesContext, Storage};
 use tern_replica::{Committed, MemLog, ProposeError, Replica, ReplicaLog, Resolution, StoreLog};
-use tern_storage::catalog::{KeyAttrDesc, KeyType, TableDesc};
 use tern_storage::format::{EntryData, RecordKind};
 use tern_storage::maintenance::{Maintenance, Task};
 use tern_storage::sim::{SimDisk, SplitMix};
 use tern_storage::store::{Store, StoreConfig};
+
+use common::TABLE;
 
 /// What a replica's log lives on, as the simulation sees it.
 trait Backend: Sized {
@@ -91,22 +94,6 @@ struct StoreDisk {
     disk: SimDisk,
     cfg: StoreConfig,
     maintenance: Maintenance,
-}
-
-/// The table the store simulation writes to; every 40th proposal (re)creates it.
-const TABLE: u32 = 1;
-
-fn table_desc() -> TableDesc {
-    TableDesc {
-        table_id: TABLE,
-        name: "t".into(),
-        partition_key: KeyAttrDesc {
-            name: "pk".into(),
-            ty: KeyType::S,
-        },
-        sort_key: None,
-        creation_time_ms: 1,
-    }
 }
 
 fn run_job(disk: &SimDisk, job: tern_storage::store::FlushJob) -> std::io::Result<()> {
@@ -185,31 +172,14 @@ impl Backend for StoreDisk {
             }
         }
     }
+    /// Puts to the shared table; every 40th proposal (re)creates it.
     fn data(token: u64) -> Vec<u8> {
-        let mut out = Vec::new();
-        let desc;
-        let key = [&(token % 8).to_be_bytes()[..], b"k"].concat();
-        let value = token.to_le_bytes();
-        let d = if token % 40 == 1 {
-            desc = table_desc().encode();
-            EntryData {
-                kind: RecordKind::CreateTable,
-                table_id: TABLE,
-                size_bytes: 0,
-                key: &[],
-                value: &desc,
-            }
+        if token % 40 == 1 {
+            common::create_table()
         } else {
-            EntryData {
-                kind: RecordKind::Put,
-                table_id: TABLE,
-                size_bytes: 8,
-                key: &key,
-                value: &value,
-            }
-        };
-        d.encode(&mut out);
-        out
+            let key = [&(token % 8).to_be_bytes()[..], b"k"].concat();
+            common::entry(RecordKind::Put, &key, &token.to_le_bytes())
+        }
     }
     fn token(data: &[u8]) -> Option<u64> {
         let d = EntryData::decode(data).ok()?;
