@@ -44,6 +44,10 @@ pub enum RecordKind {
     /// The applied Raft configuration: no key, value opaque to the store (the replica
     /// crate's encoding). The last one in log order is the one in force.
     ConfState = 7,
+    /// A snapshot install begins here (always at the start of a segment): no key, value
+    /// = index u64 ‖ term u64. A replay that meets one knows the install never completed
+    /// (a completed one is covered by a checkpoint past it).
+    Snapshot = 8,
 }
 
 impl RecordKind {
@@ -69,6 +73,7 @@ impl RecordKind {
             5 => Some(RecordKind::RaftEntry),
             6 => Some(RecordKind::HardState),
             7 => Some(RecordKind::ConfState),
+            8 => Some(RecordKind::Snapshot),
             _ => None,
         }
     }

@@ -27,9 +27,11 @@ mod append;
 mod durability;
 mod raft;
 mod recover;
+mod snapshot;
 mod upkeep;
 
 pub use raft::{Applied, RAFT_RETAINED_APPLIED_ENTRIES};
+pub use snapshot::{SnapshotItem, SnapshotState};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::io;
@@ -191,6 +193,9 @@ pub struct RecoveryReport {
     pub records_replayed: u64,
     /// (segment, offset, bytes zeroed) of a torn tail that was cut off.
     pub torn_tail: Option<(u32, u32, u64)>,
+    /// A replica's snapshot install that never completed, discarded with the segments
+    /// from this one on (nothing in them was acknowledged).
+    pub discarded_snapshot: Option<u32>,
     pub corruption: Option<String>,
     pub items: u64,
     pub elapsed: Duration,
@@ -318,6 +323,8 @@ pub struct Store<D: Disk> {
     checkpoint_requested: bool,
     /// `Some` in a replicated store.
     raft: Option<raft::RaftLog>,
+    /// A snapshot install (its `Snapshot` record) not yet covered by a checkpoint.
+    snapshot_at: Option<LogPos>,
 }
 
 impl<D: Disk> std::fmt::Debug for Store<D> {

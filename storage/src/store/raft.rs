@@ -175,13 +175,13 @@ pub enum Applied {
 }
 
 impl<D: Disk + Clone> Store<D> {
-    fn raft(&self) -> &RaftLog {
+    pub(super) fn raft(&self) -> &RaftLog {
         self.raft
             .as_ref()
             .expect("Raft calls are made on a replicated store")
     }
 
-    fn raft_mut(&mut self) -> &mut RaftLog {
+    pub(super) fn raft_mut(&mut self) -> &mut RaftLog {
         self.raft
             .as_mut()
             .expect("Raft calls are made on a replicated store")
@@ -408,7 +408,7 @@ impl<D: Disk + Clone> Store<D> {
                 Applied::DeleteTable { table, existed }
             }
             RecordKind::RaftEntry => Applied::Raft,
-            RecordKind::HardState | RecordKind::ConfState => {
+            RecordKind::HardState | RecordKind::ConfState | RecordKind::Snapshot => {
                 return Err(StoreError::Corrupt(format!(
                     "Raft state at {loc:?} where an entry was expected"
                 )));
@@ -494,7 +494,7 @@ fn check_entry_data(data: &EntryData<'_>) -> Result<(), StoreError> {
         RecordKind::CreateTable => data.key.is_empty(),
         RecordKind::DeleteTable => data.key.is_empty() && data.value.is_empty(),
         RecordKind::RaftEntry => data.key.is_empty() && !data.value.is_empty(),
-        RecordKind::HardState | RecordKind::ConfState => false,
+        RecordKind::HardState | RecordKind::ConfState | RecordKind::Snapshot => false,
     };
     if ok {
         Ok(())
@@ -506,6 +506,14 @@ fn check_entry_data(data: &EntryData<'_>) -> Result<(), StoreError> {
             data.value.len()
         )))
     }
+}
+
+/// What recovery does after one record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Flow {
+    Continue,
+    /// The log from this record's segment on is an install that never completed.
+    DiscardFromHere,
 }
 
 /// Recovery of a replicated store: the Raft log rebuilt from the entry records after the
@@ -568,9 +576,11 @@ impl RaftReplay {
         store: &mut Store<D>,
         r: &Record<'_>,
         loc: Loc,
-    ) -> Result<(), String> {
+    ) -> Result<Flow, String> {
         let relocated = r.flags & FLAG_RELOCATED != 0;
         match r.kind {
+            // An install no checkpoint completed (`store::snapshot`).
+            RecordKind::Snapshot => return Ok(Flow::DiscardFromHere),
             RecordKind::HardState => {
                 let hs = HardState::decode(r.value).ok_or("a malformed hard state record")?;
                 let raft = store.raft_mut();
@@ -637,7 +647,7 @@ impl RaftReplay {
                 raft.entries.push_back(EntryAt { term: r.term, loc });
             }
         }
-        Ok(())
+        Ok(Flow::Continue)
     }
 
     /// After the last record: re-applies, in entry order, every entry that is known to

@@ -44,6 +44,7 @@ impl<D: Disk + Clone> Store<D> {
             checkpoint_segments: [None, None],
             checkpoint_requested: false,
             raft,
+            snapshot_at: None,
         };
         let mut report = RecoveryReport::default();
         match store.recover(&mut report)? {
@@ -176,7 +177,8 @@ impl<D: Disk + Clone> Store<D> {
             .filter(|&id| id >= start.segment())
             .collect();
         let mut expected_index: Option<u64> = ckpt_expected(&self.tables, self.next_index, start);
-        for (i, &id) in replay.iter().enumerate() {
+        let mut cut_from: Option<u32> = None;
+        'segments: for (i, &id) in replay.iter().enumerate() {
             let last = i + 1 == replay.len();
             let name = segment_file_name(id);
             let map = self.disk.map(&name)?;
@@ -263,7 +265,19 @@ impl<D: Disk + Clone> Store<D> {
                                     offset: pos as u32,
                                     len: r.encoded_len() as u32,
                                 };
-                                rr.record(self, &r, loc)
+                                match rr.record(self, &r, loc) {
+                                    Ok(raft::Flow::Continue) => Ok(()),
+                                    Ok(raft::Flow::DiscardFromHere)
+                                        if pos == SEGMENT_HEADER_LEN =>
+                                    {
+                                        cut_from = Some(id);
+                                        break 'segments;
+                                    }
+                                    Ok(raft::Flow::DiscardFromHere) => {
+                                        Err("a snapshot record inside a segment".to_string())
+                                    }
+                                    Err(e) => Err(e),
+                                }
                             }
                             None => self.apply_replayed(&r, id, pos as u32, &mut orphans),
                         };
@@ -321,6 +335,12 @@ impl<D: Disk + Clone> Store<D> {
         }
         if let Some(e) = expected_index {
             self.next_index = self.next_index.max(e);
+        }
+        if let Some(id) = cut_from {
+            for &later in replay.iter().filter(|&&s| s >= id) {
+                self.disk.remove(&segment_file_name(later))?;
+            }
+            report.discarded_snapshot = Some(id);
         }
         if let Some(rr) = raft_replay
             && let Err(msg) = rr.finish(self)
@@ -470,7 +490,10 @@ impl<D: Disk + Clone> Store<D> {
                 }
                 self.next_table_id = self.next_table_id.max(r.table_id + 1);
             }
-            RecordKind::RaftEntry | RecordKind::HardState | RecordKind::ConfState => {
+            RecordKind::RaftEntry
+            | RecordKind::HardState
+            | RecordKind::ConfState
+            | RecordKind::Snapshot => {
                 return Err(format!(
                     "a Raft record ({:?}) in a single-node log: this data directory belongs to a replicated node",
                     r.kind

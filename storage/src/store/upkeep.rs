@@ -92,6 +92,10 @@ impl<D: Disk + Clone> Store<D> {
         }
         self.stats.checkpoints += 1;
         self.checkpoint_segments[0] = replay_segment;
+        // A checkpoint that replays from past a snapshot install completes it.
+        if self.snapshot_at.is_some_and(|at| job.replay_from > at) {
+            self.snapshot_at = None;
+        }
         if let Some(old) = self.checkpoint_file.replace(job.file.clone())
             && old != job.file
             && let Err(e) = self.disk.remove(&old)
@@ -105,7 +109,8 @@ impl<D: Disk + Clone> Store<D> {
 
     /// The sealed segment most worth compacting, if any passes the dead-ratio threshold.
     pub fn compaction_candidate(&self) -> Option<u32> {
-        if self.failure.is_some() {
+        // While a snapshot install is not durable, the state before it stays whole.
+        if self.failure.is_some() || self.snapshot_at.is_some() {
             return None;
         }
         self.segments
@@ -217,6 +222,8 @@ impl<D: Disk + Clone> Store<D> {
                         RecordKind::RaftEntry => false,
                         RecordKind::HardState => hard_state_loc == Some(loc),
                         RecordKind::ConfState => conf_state_loc == Some(loc),
+                        // Covered by the checkpoint that completed the install.
+                        RecordKind::Snapshot => false,
                     };
                 if keep {
                     copies.push((bytes[pos as usize..(pos + len) as usize].to_vec(), loc));
@@ -251,6 +258,11 @@ impl<D: Disk + Clone> Store<D> {
     /// Deletes a compacted segment. Call once the copies `compact_step` made are durable
     /// (`is_durable(appended_pos at the last step)`).
     pub fn drop_segment(&mut self, segment: u32) -> io::Result<()> {
+        if self.snapshot_at.is_some() {
+            // A compaction round that began before an install: its segment stays until
+            // a later round (the state before the install must survive a crash whole).
+            return Ok(());
+        }
         let seg = self
             .segments
             .remove(&segment)
