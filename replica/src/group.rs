@@ -42,6 +42,8 @@ pub struct Progress {
     pub applied: Vec<AppliedEntry>,
     /// Proposals decided: answer their clients.
     pub resolved: Vec<Resolution>,
+    /// A snapshot replaced the store's state (drop caches): its index.
+    pub snapshot: Option<u64>,
     /// Linearizable reads whose index is known: (token, index). Answer each once the
     /// store has applied through its index (`Store::raft_applied`).
     pub reads: Vec<(u64, u64)>,
@@ -53,8 +55,10 @@ pub struct Progress {
 pub struct Group<D: Disk + Clone> {
     replica: Replica<StoreLog<D>>,
     store: Rc<RefCell<Store<D>>>,
-    /// Readies appended and not yet durable: (number, log position that makes them so).
-    persisting: VecDeque<(u64, LogPos)>,
+    /// Readies appended and not yet durable: (number, log position that makes them so,
+    /// whether it installed a snapshot — durable only once the store says the install
+    /// is complete).
+    persisting: VecDeque<(u64, LogPos, bool)>,
 }
 
 impl<D: Disk + Clone> Group<D> {
@@ -124,8 +128,9 @@ impl<D: Disk + Clone> Group<D> {
             p.messages.extend(out.messages);
             if let Some(n) = out.persist {
                 let pos = self.store.borrow().appended_pos();
-                self.persisting.push_back((n, pos));
+                self.persisting.push_back((n, pos, out.snapshot.is_some()));
             }
+            p.snapshot = out.snapshot.or(p.snapshot);
             let mut last = None;
             for c in &out.committed {
                 let effect = self
@@ -152,10 +157,13 @@ impl<D: Disk + Clone> Group<D> {
 
     /// Tells the replica about every Ready the store's log now covers.
     fn release_persisted(&mut self, messages: &mut Vec<Message>) {
-        let durable = self.store.borrow().durable_pos();
+        let (durable, installing) = {
+            let store = self.store.borrow();
+            (store.durable_pos(), store.snapshot_pending())
+        };
         let mut last = None;
-        while let Some(&(n, pos)) = self.persisting.front() {
-            if pos > durable {
+        while let Some(&(n, pos, snapshot)) = self.persisting.front() {
+            if pos > durable || (snapshot && installing) {
                 break;
             }
             self.persisting.pop_front();

@@ -29,6 +29,9 @@ pub trait ReplicaLog: Storage {
     fn set_hard_state(&mut self, hs: &HardState) -> Result<(), LogError>;
     /// Records the configuration the conf-change entry at `index` made.
     fn set_conf_state(&mut self, cs: &ConfState, index: u64) -> Result<(), LogError>;
+    /// Replaces the log and the state it backs with a leader's snapshot (durable, like
+    /// everything else, once the driver says so).
+    fn apply_snapshot(&mut self, snap: &Snapshot) -> Result<(), LogError>;
     /// The entry whose configuration `initial_state` returns (0: the group's first).
     /// Conf changes applied after it are applied again when a replica starts.
     fn conf_index(&self) -> u64;
@@ -110,6 +113,11 @@ impl ReplicaLog for MemLog {
 
     fn conf_index(&self) -> u64 {
         self.conf_index
+    }
+
+    fn apply_snapshot(&mut self, _snap: &Snapshot) -> Result<(), LogError> {
+        // Never compacted, so no leader running this code sends one.
+        Err(LogError("a memory log takes no snapshots".into()))
     }
 }
 

@@ -62,6 +62,9 @@ pub enum Resolution {
     Applied { token: u64, index: u64 },
     /// Another entry took its index: it was never applied, and never will be.
     Lost { token: u64 },
+    /// A snapshot replaced this replica's log before the proposal's fate was known
+    /// here: it may or may not have been applied ("outcome unknown").
+    Unknown { token: u64 },
 }
 
 /// A committed entry to apply, in index order.
@@ -86,6 +89,9 @@ pub struct Output {
     pub committed: Vec<Committed>,
     /// Proposals whose fate the committed entries decided.
     pub resolved: Vec<Resolution>,
+    /// A snapshot this Ready installed (its index): the state machine was replaced
+    /// wholesale (drop caches); it counts as durable once the log says so.
+    pub snapshot: Option<u64>,
     /// Linearizable reads ready: (token, read index). Serve the read once the state
     /// machine has applied through the index.
     pub reads: Vec<(u64, u64)>,
@@ -98,6 +104,7 @@ impl Output {
             && self.committed.is_empty()
             && self.resolved.is_empty()
             && self.reads.is_empty()
+            && self.snapshot.is_none()
     }
 }
 
@@ -114,7 +121,9 @@ pub struct Replica<L: ReplicaLog> {
     jitter: SplitMix,
     /// Readies appended but not yet durable, oldest first, with the messages that may be
     /// sent only once they are.
-    unpersisted: VecDeque<(u64, Vec<Message>)>,
+    /// (Ready number, messages held until it is durable, the snapshot index it
+    /// installed).
+    unpersisted: VecDeque<(u64, Vec<Message>, Option<u64>)>,
     /// Proposals not yet resolved, in index order.
     pending: VecDeque<Pending>,
     /// Proposals found lost when a newer one took their index; reported by `poll`.
@@ -209,8 +218,13 @@ impl<L: ReplicaLog> Replica<L> {
         self.node.store()
     }
 
-    /// One tick of the replica's clock.
+    /// One tick of the replica's clock. Frozen while a snapshot install is not durable:
+    /// raft-rs would consider campaigning from an applied index the install has already
+    /// replaced (the same rule TiKV follows while it applies a snapshot).
     pub fn tick(&mut self) {
+        if self.unpersisted.iter().any(|(_, _, snap)| snap.is_some()) {
+            return;
+        }
         self.node.tick();
         self.rejitter();
     }
@@ -314,9 +328,20 @@ impl<L: ReplicaLog> Replica<L> {
                 out.reads.push((u64::from_le_bytes(ctx), rs.index));
             }
         }
-        // The log never compacts (see `ReplicaLog`), so no leader sends a snapshot: one
-        // arriving would come from a peer that does not run this code.
-        debug_assert!(rd.snapshot().is_empty(), "no snapshots yet");
+        // A snapshot from the leader replaces the log (this replica was behind the
+        // leader's retained log): install it first; proposals it overtook have an
+        // unknown fate here.
+        let mut snapshot = None;
+        if !rd.snapshot().is_empty() {
+            let index = rd.snapshot().get_metadata().index;
+            self.node.mut_store().apply_snapshot(rd.snapshot())?;
+            while self.pending.front().is_some_and(|p| p.index <= index) {
+                let p = self.pending.pop_front().expect("front exists");
+                out.resolved.push(Resolution::Unknown { token: p.token });
+            }
+            out.snapshot = Some(index);
+            snapshot = Some(index);
+        }
         for e in rd.take_committed_entries() {
             self.commit_entry(e, &mut out)?;
         }
@@ -328,7 +353,7 @@ impl<L: ReplicaLog> Replica<L> {
         let number = rd.number();
         let held = rd.take_persisted_messages();
         self.node.advance_append_async(rd);
-        self.unpersisted.push_back((number, held));
+        self.unpersisted.push_back((number, held, snapshot));
         out.persist = Some(number);
         Ok(out)
     }
@@ -338,14 +363,20 @@ impl<L: ReplicaLog> Replica<L> {
     /// be committed.
     pub fn on_persisted(&mut self, number: u64) -> Vec<Message> {
         let mut msgs = Vec::new();
-        while let Some((n, _)) = self.unpersisted.front() {
+        let mut installed = None;
+        while let Some((n, _, _)) = self.unpersisted.front() {
             if *n > number {
                 break;
             }
-            let (_, held) = self.unpersisted.pop_front().expect("front exists");
+            let (_, held, snapshot) = self.unpersisted.pop_front().expect("front exists");
             msgs.extend(held);
+            installed = snapshot.or(installed);
         }
         self.node.on_persist_ready(number);
+        // The state machine is the snapshot's now.
+        if let Some(index) = installed {
+            self.node.advance_apply_to(index);
+        }
         msgs
     }
 

@@ -150,6 +150,21 @@ impl<D: Disk + Clone> ReplicaLog for StoreLog<D> {
             .map_err(|e| LogError(e.to_string()))
     }
 
+    fn apply_snapshot(&mut self, snap: &Snapshot) -> Result<(), LogError> {
+        let meta = snap.get_metadata();
+        let state = tern_storage::store::SnapshotState::decode(&snap.data)
+            .map_err(|e| LogError(e.to_string()))?;
+        let mut conf = meta.index.to_le_bytes().to_vec();
+        meta.get_conf_state()
+            .write_to_vec(&mut conf)
+            .map_err(|e| LogError(format!("encoding a configuration: {e}")))?;
+        self.store
+            .borrow_mut()
+            .install_snapshot(meta.index, meta.term, &conf, &state)
+            .map(|_| ())
+            .map_err(|e| LogError(e.to_string()))
+    }
+
     fn conf_index(&self) -> u64 {
         let store = self.store.borrow();
         store
@@ -239,13 +254,31 @@ impl<D: Disk + Clone> Storage for StoreLog<D> {
         Ok(self.store.borrow().raft_last())
     }
 
-    fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        // A follower behind `raft_first` needs the leader's checkpoint and the segments
-        // it names: the snapshot transfer is the next step of issue 13. Until then such a
-        // follower waits (raft-rs retries) — with 10,000 applied entries retained, only a
-        // replica down for a long while gets there.
-        Err(raft::Error::Store(
-            StorageError::SnapshotTemporarilyUnavailable,
-        ))
+    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        let store = self.store.borrow();
+        let index = store.raft_applied();
+        let unavailable = || raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable);
+        if index < request_index || store.snapshot_pending() {
+            return Err(unavailable());
+        }
+        let state = store.snapshot_state().map_err(store_err)?;
+        let data = state.encode();
+        // One peer frame carries it (chunked transfer is still to come): a larger shard
+        // cannot catch a replica up this way yet.
+        if data.len() + 4096 > crate::peer::FRAME_BODY_MAX_BYTES {
+            return Err(unavailable());
+        }
+        let term = store.raft_term(index).ok_or_else(unavailable)?;
+        drop(store);
+        let conf_state = self.initial_state()?.conf_state;
+        let mut snap = Snapshot {
+            data: data.into(),
+            ..Snapshot::default()
+        };
+        let meta = snap.mut_metadata();
+        meta.index = index;
+        meta.term = term;
+        meta.set_conf_state(conf_state);
+        Ok(snap)
     }
 }

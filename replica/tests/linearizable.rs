@@ -17,6 +17,7 @@ use raft::eraftpb::Message;
 use tern_replica::lincheck::{self, Event, Op};
 use tern_replica::{Group, Resolution};
 use tern_storage::format::RecordKind;
+use tern_storage::maintenance::Maintenance;
 use tern_storage::sim::{SimDisk, SplitMix};
 
 use common::{IDS, create_table, entry, flush, open};
@@ -49,6 +50,8 @@ struct World {
     rng: SplitMix,
     now: u64,
     nodes: HashMap<u64, (SimDisk, Group<SimDisk>)>,
+    /// Each replica's upkeep lane (checkpoints complete snapshot installs).
+    lanes: HashMap<u64, Maintenance>,
     net: Vec<Message>,
     history: Vec<Event>,
     clients: [Pending; CLIENTS],
@@ -232,6 +235,7 @@ impl World {
         let image = disk.crash(&mut self.rng);
         let seed = self.rng.next_u64();
         self.nodes.insert(id, open(id, image, &IDS, seed));
+        self.lanes.insert(id, Maintenance::new(4096));
         self.net.retain(|m| m.to != id && m.from != id);
         // Reads at the crashed replica are abandoned (never returned). A put in flight
         // may live on in the log or not: its client gives up, and the put stays in the
@@ -268,6 +272,7 @@ impl World {
             60..=79 => {
                 let (disk, g) = self.nodes.get_mut(&id).unwrap();
                 flush(g, disk);
+                common::upkeep(g, disk, self.lanes.get_mut(&id).unwrap());
                 self.drive(id);
             }
             80..=98 => {
@@ -287,6 +292,7 @@ fn run(seed: u64, stale_reads: bool) -> Result<usize, lincheck::Violation> {
             .iter()
             .map(|&id| (id, open(id, SimDisk::new(), &IDS, seed)))
             .collect(),
+        lanes: IDS.iter().map(|&id| (id, Maintenance::new(4096))).collect(),
         net: Vec::new(),
         history: Vec::new(),
         clients: [Pending::Idle; CLIENTS],

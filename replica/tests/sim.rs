@@ -353,6 +353,7 @@ impl<B: Backend> World<B> {
                         self.lost.insert(token);
                         self.stats.lost += 1;
                     }
+                    Resolution::Unknown { .. } => unreachable!("no snapshots in this simulation"),
                 }
             }
         }

@@ -14,10 +14,13 @@ use tern_storage::store::{Store, StoreConfig};
 pub const IDS: [u64; 3] = [1, 2, 3];
 pub const TABLE: u32 = 1;
 
+/// Few retained entries, so that lagging and joining replicas are caught up by
+/// snapshots.
 pub fn config() -> StoreConfig {
     StoreConfig {
         segment_size: 8192,
         replicated: true,
+        raft_retained_entries: 16,
         ..StoreConfig::default()
     }
 }
@@ -87,4 +90,31 @@ pub fn items(group: &Group<SimDisk>) -> std::collections::BTreeMap<Vec<u8>, Vec<
         .map(|i| i.expect("record"))
         .map(|i| (i.key.to_vec(), i.bytes.to_vec()))
         .collect()
+}
+
+/// One round of the store's upkeep lane, performed synchronously (checkpoints — which
+/// complete a snapshot install — and compaction).
+pub fn upkeep(
+    group: &Group<SimDisk>,
+    disk: &SimDisk,
+    lane: &mut tern_storage::maintenance::Maintenance,
+) {
+    use tern_storage::disk::Disk;
+    use tern_storage::maintenance::Task;
+    for _ in 0..1000 {
+        let task = lane.step(&mut group.store().borrow_mut());
+        match task {
+            Task::AwaitSettled(_) => flush(group, disk),
+            Task::WriteCheckpoint(job) => {
+                let r =
+                    futures_lite::future::block_on(disk.write_file(&job.file, job.bytes.clone()));
+                lane.checkpoint_written(&mut group.store().borrow_mut(), &job, r);
+            }
+            Task::Yield => {}
+            Task::RoundDone { error } => {
+                assert!(error.is_none(), "upkeep failed: {error:?}");
+                return;
+            }
+        }
+    }
 }
