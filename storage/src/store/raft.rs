@@ -656,18 +656,16 @@ impl RaftReplay {
     /// state only) — and leaves the rest as the unapplied tail of the Raft log.
     pub(super) fn finish<D: Disk + Clone>(mut self, store: &mut Store<D>) -> Result<(), String> {
         store.follow_moves(std::mem::take(&mut self.moved))?;
-        if std::env::var("TERN_DEBUG_REPLAY").is_ok() {
-            eprintln!(
-                "DEBUG base {} relocated {:?} moved-done",
-                self.applied_base, self.relocated
-            );
-        }
         let raft = store.raft();
         let reloc_max = self.relocated.iter().map(|&(e, _)| e).max().unwrap_or(0);
         let applied = raft.hard_state.commit.max(self.applied_base).max(reloc_max);
-        if applied > raft.last() && applied > reloc_max {
+        // What was applied is in the chain (a relocated copy's entry too: its original
+        // was retained when copied, and a later segment's header or the checkpoint
+        // starts the chain no later than it).
+        if applied > raft.last() || raft.first > applied + 1 {
             return Err(format!(
-                "the hard state commits entry {applied} but the log ends at {}",
+                "entries through {applied} are applied but the log holds {}..={}",
+                raft.first,
                 raft.last()
             ));
         }
