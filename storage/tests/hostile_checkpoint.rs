@@ -45,17 +45,7 @@ fn build_replicated() -> (SimDisk, String) {
     d.table_id = 1;
     let create = d.encode();
     let mut next = 1u64;
-    let append =
-        |store: &mut Store<SimDisk>, index: u64, term: u64, kind, key: &[u8], value: &[u8]| {
-            let data = EntryData {
-                kind,
-                table_id: 1,
-                size_bytes: value.len() as u32,
-                key,
-                value,
-            };
-            store.append_entries([(term, index, data)]).unwrap();
-        };
+    let append = common::append_entry;
     append(&mut store, next, 1, RecordKind::CreateTable, &[], &create);
     next += 1;
     for i in 0..150u64 {

@@ -49,17 +49,7 @@ fn replica(ops: u64, tail: u64, salt: u8) -> (SimDisk, Store<SimDisk>) {
     let mut d = desc("alpha");
     d.table_id = 1;
     let create = d.encode();
-    let put =
-        |store: &mut Store<SimDisk>, index: u64, term: u64, kind, key: &[u8], value: &[u8]| {
-            let data = EntryData {
-                kind,
-                table_id: 1,
-                size_bytes: value.len() as u32,
-                key,
-                value,
-            };
-            store.append_entries([(term, index, data)]).unwrap();
-        };
+    let put = common::append_entry;
     put(&mut store, 1, 1, RecordKind::CreateTable, &[], &create);
     for i in 0..ops {
         let key = [&(i % 20).to_be_bytes()[..], b"k"].concat();

@@ -103,3 +103,22 @@ impl IoLane {
         };
     }
 }
+
+/// Appends one Raft entry of table 1 to a replicated store.
+pub fn append_entry(
+    store: &mut Store<SimDisk>,
+    index: u64,
+    term: u64,
+    kind: tern_storage::format::RecordKind,
+    key: &[u8],
+    value: &[u8],
+) {
+    let data = tern_storage::format::EntryData {
+        kind,
+        table_id: 1,
+        size_bytes: value.len() as u32,
+        key,
+        value,
+    };
+    store.append_entries([(term, index, data)]).unwrap();
+}
