@@ -102,7 +102,29 @@ pub struct Record<'a> {
     pub value: &'a [u8],
 }
 
-impl Record<'_> {
+impl<'a> Record<'a> {
+    /// A record of `kind` with no flags, term, index or entry: the store fills in what
+    /// its log needs when it appends it.
+    pub fn op(
+        kind: RecordKind,
+        table_id: u32,
+        size_bytes: u32,
+        key: &'a [u8],
+        value: &'a [u8],
+    ) -> Record<'a> {
+        Record {
+            kind,
+            flags: 0,
+            table_id,
+            term: 0,
+            index: 0,
+            entry: 0,
+            size_bytes,
+            key,
+            value,
+        }
+    }
+
     /// Bytes this record occupies in a segment.
     pub fn encoded_len(&self) -> usize {
         RECORD_HEADER_LEN + self.key.len() + self.value.len()
@@ -344,15 +366,15 @@ impl<'a> EntryData<'a> {
     /// `index` and flags when it appends it.
     pub fn record(&self, term: u64, entry: u64) -> Record<'a> {
         Record {
-            kind: self.kind,
-            flags: 0,
-            table_id: self.table_id,
             term,
-            index: 0,
             entry,
-            size_bytes: self.size_bytes,
-            key: self.key,
-            value: self.value,
+            ..Record::op(
+                self.kind,
+                self.table_id,
+                self.size_bytes,
+                self.key,
+                self.value,
+            )
         }
     }
 }

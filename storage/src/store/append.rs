@@ -180,17 +180,7 @@ impl<D: Disk + Clone> Store<D> {
         // taken back, and the index must take the key.
         self.check_room(table, [key])?;
         let loc = self.append(
-            Record {
-                kind: RecordKind::Put,
-                flags: 0,
-                table_id: table,
-                term: 0,
-                index: 0,
-                entry: 0,
-                size_bytes,
-                key,
-                value: item,
-            },
+            Record::op(RecordKind::Put, table, size_bytes, key, item),
             false,
         )?;
         let old = self
@@ -220,20 +210,7 @@ impl<D: Disk + Clone> Store<D> {
             let earlier = self.pending_deletes.get(&(table, Box::from(key))).copied();
             return Ok((earlier.and_then(|p| self.until_durable(p)), None));
         };
-        let loc = self.append(
-            Record {
-                kind: RecordKind::Delete,
-                flags: 0,
-                table_id: table,
-                term: 0,
-                index: 0,
-                entry: 0,
-                size_bytes: 0,
-                key,
-                value: &[],
-            },
-            false,
-        )?;
+        let loc = self.append(Record::op(RecordKind::Delete, table, 0, key, &[]), false)?;
         self.table_mut(table)?.index.remove(key);
         self.release(old.loc);
         let end = LogPos::end_of(loc);
@@ -254,17 +231,7 @@ impl<D: Disk + Clone> Store<D> {
         desc.table_id = self.next_table_id;
         let value = desc.encode();
         let loc = self.append(
-            Record {
-                kind: RecordKind::CreateTable,
-                flags: 0,
-                table_id: desc.table_id,
-                term: 0,
-                index: 0,
-                entry: 0,
-                size_bytes: 0,
-                key: &[],
-                value: &value,
-            },
+            Record::op(RecordKind::CreateTable, desc.table_id, 0, &[], &value),
             false,
         )?;
         self.next_table_id += 1;
@@ -287,17 +254,7 @@ impl<D: Disk + Clone> Store<D> {
         self.assert_single_node();
         self.table_mut(table)?;
         let loc = self.append(
-            Record {
-                kind: RecordKind::DeleteTable,
-                flags: 0,
-                table_id: table,
-                term: 0,
-                index: 0,
-                entry: 0,
-                size_bytes: 0,
-                key: &[],
-                value: &[],
-            },
+            Record::op(RecordKind::DeleteTable, table, 0, &[], &[]),
             false,
         )?;
         self.remove_table(table, true);

@@ -326,7 +326,7 @@ impl<D: Disk + Clone> Store<D> {
                 r.table_id,
                 r.size_bytes,
                 r.key.to_vec(),
-                r.value.to_vec(),
+                value_if_needed(&r),
             )
         };
         let applied = self.apply_effect(kind, table, size_bytes, &key, &value, at.loc, true)?;
@@ -472,19 +472,19 @@ impl<D: Disk + Clone> Store<D> {
     }
 }
 
+/// The value `apply_effect` reads: a CreateTable's descriptor. An item's bytes stay in
+/// the log (the index points at its record), so applying a Put copies nothing of them.
+fn value_if_needed(r: &Record<'_>) -> Vec<u8> {
+    if r.kind == RecordKind::CreateTable {
+        r.value.to_vec()
+    } else {
+        Vec::new()
+    }
+}
+
 /// A HardState or ConfState record.
 fn raft_state_record(kind: RecordKind, value: &[u8]) -> Record<'_> {
-    Record {
-        kind,
-        flags: 0,
-        table_id: 0,
-        term: 0,
-        index: 0,
-        entry: 0,
-        size_bytes: 0,
-        key: &[],
-        value,
-    }
+    Record::op(kind, 0, 0, &[], value)
 }
 
 /// What an entry must be to become a record: the shapes recovery and apply rely on.
@@ -692,7 +692,7 @@ impl RaftReplay {
                     r.table_id,
                     r.size_bytes,
                     r.key.to_vec(),
-                    r.value.to_vec(),
+                    value_if_needed(&r),
                 )
             };
             store

@@ -182,15 +182,9 @@ impl<D: Disk + Clone> Store<D> {
         marker.extend_from_slice(&term.to_le_bytes());
         let at = self.append(
             Record {
-                kind: RecordKind::Snapshot,
-                flags: 0,
-                table_id: 0,
                 term,
-                index: 0,
                 entry: 0,
-                size_bytes: 0,
-                key: &[],
-                value: &marker,
+                ..Record::op(RecordKind::Snapshot, 0, 0, &[], &marker)
             },
             false,
         )?;
@@ -216,15 +210,9 @@ impl<D: Disk + Clone> Store<D> {
             let value = desc.encode();
             self.append(
                 Record {
-                    kind: RecordKind::CreateTable,
-                    flags: 0,
-                    table_id: desc.table_id,
                     term,
-                    index: 0,
                     entry: index,
-                    size_bytes: 0,
-                    key: &[],
-                    value: &value,
+                    ..Record::op(RecordKind::CreateTable, desc.table_id, 0, &[], &value)
                 },
                 true,
             )?;
@@ -232,15 +220,15 @@ impl<D: Disk + Clone> Store<D> {
             for i in items {
                 let loc = self.append(
                     Record {
-                        kind: RecordKind::Put,
-                        flags: 0,
-                        table_id: desc.table_id,
                         term,
-                        index: 0,
                         entry: index,
-                        size_bytes: i.size_bytes,
-                        key: &i.key,
-                        value: &i.item,
+                        ..Record::op(
+                            RecordKind::Put,
+                            desc.table_id,
+                            i.size_bytes,
+                            &i.key,
+                            &i.item,
+                        )
                     },
                     true,
                 )?;
