@@ -37,6 +37,26 @@ pub trait ReplicaLog: Storage {
     fn conf_index(&self) -> u64;
 }
 
+/// `Storage::entries`'s size rule, for every log: entries in order while their bytes
+/// stay within `max` — and at least one, however large, as the trait requires.
+pub(crate) fn within_budget(
+    max: Option<u64>,
+    entries: impl Iterator<Item = raft::Result<Entry>>,
+) -> raft::Result<Vec<Entry>> {
+    let max = max.unwrap_or(u64::MAX);
+    let mut out = Vec::new();
+    let mut size = 0u64;
+    for e in entries {
+        let e = e?;
+        size += e.data.len() as u64 + e.context.len() as u64 + 16;
+        if !out.is_empty() && size > max {
+            break;
+        }
+        out.push(e);
+    }
+    Ok(out)
+}
+
 /// A Raft log in memory, with no compacted prefix (first index 1).
 #[derive(Debug, Clone)]
 pub struct MemLog {
@@ -142,18 +162,8 @@ impl Storage for MemLog {
         if high > self.last() + 1 || low > high {
             return Err(raft::Error::Store(StorageError::Unavailable));
         }
-        let mut out = Vec::new();
-        let mut size = 0u64;
-        let max = max_size.into().unwrap_or(u64::MAX);
-        for e in &self.entries[(low - 1) as usize..(high - 1) as usize] {
-            size += e.data.len() as u64 + e.context.len() as u64 + 16;
-            // At least one entry, however large, as the trait requires.
-            if !out.is_empty() && size > max {
-                break;
-            }
-            out.push(e.clone());
-        }
-        Ok(out)
+        let slice = &self.entries[(low - 1) as usize..(high - 1) as usize];
+        within_budget(max_size.into(), slice.iter().cloned().map(Ok))
     }
 
     fn term(&self, idx: u64) -> raft::Result<u64> {

@@ -219,19 +219,11 @@ impl<D: Disk + Clone> Storage for StoreLog<D> {
         if high > store.raft_last() + 1 || low > high {
             return Err(raft::Error::Store(StorageError::Unavailable));
         }
-        let max = max_size.into().unwrap_or(u64::MAX);
-        let mut out = Vec::new();
-        let mut size = 0u64;
-        for i in low..high {
+        let entries = (low..high).map(|i| {
             let (term, d) = store.raft_entry(i).map_err(store_err)?;
-            size += d.encoded_len() as u64 + 16;
-            // At least one entry, however large, as the trait requires.
-            if !out.is_empty() && size > max {
-                break;
-            }
-            out.push(raft_entry(i, term, &d).map_err(store_err)?);
-        }
-        Ok(out)
+            raft_entry(i, term, &d).map_err(store_err)
+        });
+        crate::log::within_budget(max_size.into(), entries)
     }
 
     fn term(&self, idx: u64) -> raft::Result<u64> {
