@@ -23,13 +23,16 @@ use tern_storage::store::{Applied, LogPos, Store};
 
 use crate::log::LogError;
 use crate::replica::{ProposeError, Replica, Resolution};
-use crate::store_log::StoreLog;
+use crate::store_log::{SharedStore, StoreLog};
 
 /// One applied entry and what it did to the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppliedEntry {
     pub index: u64,
     pub term: u64,
+    /// The entry's data (`format::EntryData`; empty for Raft's own entries): the key and
+    /// item a cache writes through.
+    pub data: Vec<u8>,
     pub effect: Applied,
 }
 
@@ -52,25 +55,20 @@ pub struct Progress {
 }
 
 /// A shard's replica over its store.
-pub struct Group<D: Disk + Clone> {
-    replica: Replica<StoreLog<D>>,
-    store: Rc<RefCell<Store<D>>>,
+pub struct Group<D: Disk + Clone, S: SharedStore<D> = Rc<RefCell<Store<D>>>> {
+    replica: Replica<StoreLog<D, S>>,
+    store: S,
     /// Readies appended and not yet durable: (number, log position that makes them so,
     /// whether it installed a snapshot — durable only once the store says the install
     /// is complete).
     persisting: VecDeque<(u64, LogPos, bool)>,
 }
 
-impl<D: Disk + Clone> Group<D> {
+impl<D: Disk + Clone, S: SharedStore<D>> Group<D, S> {
     /// Starts replica `id` of a group of `voters` over `store` (a replicated store,
     /// recovered); `seed` drives its election timeouts.
-    pub fn open(
-        id: u64,
-        store: Rc<RefCell<Store<D>>>,
-        voters: &[u64],
-        seed: u64,
-    ) -> Result<Group<D>, raft::Error> {
-        let applied = store.borrow().raft_applied();
+    pub fn open(id: u64, store: S, voters: &[u64], seed: u64) -> Result<Group<D, S>, raft::Error> {
+        let applied = store.get().raft_applied();
         let log = StoreLog::new(store.clone(), voters);
         Ok(Group {
             replica: Replica::new(id, log, applied, seed)?,
@@ -79,11 +77,16 @@ impl<D: Disk + Clone> Group<D> {
         })
     }
 
-    pub fn replica(&self) -> &Replica<StoreLog<D>> {
+    pub fn replica(&self) -> &Replica<StoreLog<D, S>> {
         &self.replica
     }
 
-    pub fn store(&self) -> &Rc<RefCell<Store<D>>> {
+    /// Asks the leader to hand leadership to `to` (a voter that is caught up).
+    pub fn transfer_leader(&mut self, to: u64) {
+        self.replica.transfer_leader(to);
+    }
+
+    pub fn store(&self) -> &S {
         &self.store
     }
 
@@ -127,23 +130,24 @@ impl<D: Disk + Clone> Group<D> {
             }
             p.messages.extend(out.messages);
             if let Some(n) = out.persist {
-                let pos = self.store.borrow().appended_pos();
+                let pos = self.store.get().appended_pos();
                 self.persisting.push_back((n, pos, out.snapshot.is_some()));
             }
             p.snapshot = out.snapshot.or(p.snapshot);
             let mut last = None;
-            for c in &out.committed {
+            for c in out.committed {
                 let effect = self
                     .store
-                    .borrow_mut()
+                    .get_mut()
                     .apply_entry(c.index)
                     .map_err(|e| LogError(e.to_string()))?;
+                last = Some(c.index);
                 p.applied.push(AppliedEntry {
                     index: c.index,
                     term: c.term,
+                    data: c.data,
                     effect,
                 });
-                last = Some(c.index);
             }
             if let Some(last) = last {
                 self.replica.applied(last);
@@ -158,7 +162,7 @@ impl<D: Disk + Clone> Group<D> {
     /// Tells the replica about every Ready the store's log now covers.
     fn release_persisted(&mut self, messages: &mut Vec<Message>) {
         let (durable, installing) = {
-            let store = self.store.borrow();
+            let store = self.store.get();
             (store.durable_pos(), store.snapshot_pending())
         };
         let mut last = None;

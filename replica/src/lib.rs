@@ -30,4 +30,4 @@ pub mod store_log;
 pub use group::{AppliedEntry, Group, Progress};
 pub use log::{LogError, MemLog, ReplicaLog};
 pub use replica::{Committed, Output, ProposeError, Replica, Resolution};
-pub use store_log::StoreLog;
+pub use store_log::{SharedStore, StoreLog};

@@ -286,11 +286,80 @@ pub struct Session {
     recv: FrameKey,
 }
 
-/// One Raft message for one shard's group.
+/// One message for one shard: Raft's, or a client request forwarded to the shard's
+/// leader and its reply.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Envelope {
     pub shard: u32,
-    pub msg: Message,
+    pub body: Payload,
+}
+
+/// What an [`Envelope`] carries. Wire: kind u8, then a Raft message's protobuf, or
+/// request id u64 ‖ a whole client frame (`tern_protocol::frame`, CRC'd: the receiver
+/// parses it as it parses a client's).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Payload {
+    Raft(Message),
+    /// A client request a follower passes to the leader; `id` is the follower's.
+    Request {
+        id: u64,
+        frame: Vec<u8>,
+    },
+    /// The leader's reply frame to request `id`.
+    Response {
+        id: u64,
+        frame: Vec<u8>,
+    },
+}
+
+const KIND_RAFT: u8 = 1;
+const KIND_REQUEST: u8 = 2;
+const KIND_RESPONSE: u8 = 3;
+/// shard u32 ‖ len u32 ‖ kind u8.
+const ENVELOPE_HEADER_LEN: usize = 9;
+
+impl Envelope {
+    pub fn raft(shard: u32, msg: Message) -> Envelope {
+        Envelope {
+            shard,
+            body: Payload::Raft(msg),
+        }
+    }
+
+    /// The bytes this envelope takes in a frame.
+    pub fn wire_len(&self) -> usize {
+        ENVELOPE_HEADER_LEN
+            + match &self.body {
+                Payload::Raft(m) => m.compute_size() as usize,
+                Payload::Request { frame, .. } | Payload::Response { frame, .. } => 8 + frame.len(),
+            }
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) -> Result<(), PeerError> {
+        out.extend_from_slice(&self.shard.to_le_bytes());
+        let len_at = out.len();
+        out.extend_from_slice(&[0u8; 4]);
+        match &self.body {
+            Payload::Raft(m) => {
+                out.push(KIND_RAFT);
+                m.write_to_vec(out)
+                    .map_err(|err| PeerError::Malformed(format!("encoding a message: {err}")))?;
+            }
+            Payload::Request { id, frame } | Payload::Response { id, frame } => {
+                let kind = if matches!(self.body, Payload::Request { .. }) {
+                    KIND_REQUEST
+                } else {
+                    KIND_RESPONSE
+                };
+                out.push(kind);
+                out.extend_from_slice(&id.to_le_bytes());
+                out.extend_from_slice(frame);
+            }
+        }
+        let len = (out.len() - len_at - 4) as u32;
+        out[len_at..len_at + 4].copy_from_slice(&len.to_le_bytes());
+        Ok(())
+    }
 }
 
 impl Session {
@@ -306,14 +375,10 @@ impl Session {
         out.extend_from_slice(&[0u8; 4]);
         out.extend_from_slice(&(batch.len() as u32).to_le_bytes());
         for e in batch {
-            out.extend_from_slice(&e.shard.to_le_bytes());
-            let len_at = out.len();
-            out.extend_from_slice(&[0u8; 4]);
-            e.msg
-                .write_to_vec(out)
-                .map_err(|err| PeerError::Malformed(format!("encoding a message: {err}")))?;
-            let len = (out.len() - len_at - 4) as u32;
-            out[len_at..len_at + 4].copy_from_slice(&len.to_le_bytes());
+            if let Err(err) = e.encode(out) {
+                out.truncate(start);
+                return Err(err);
+            }
         }
         let body_len = out.len() - start - 4;
         if body_len > FRAME_BODY_MAX_BYTES || batch.len() > FRAME_MESSAGES_MAX {
@@ -377,9 +442,28 @@ fn parse_body(body: &[u8]) -> Result<Vec<Envelope>, PeerError> {
         let msg_bytes = rest
             .get(8..8 + len)
             .ok_or_else(|| bad("a truncated message"))?;
-        let msg = Message::parse_from_bytes(msg_bytes)
-            .map_err(|e| PeerError::Malformed(format!("a Raft message: {e}")))?;
-        out.push(Envelope { shard, msg });
+        let (&kind, payload) = msg_bytes
+            .split_first()
+            .ok_or_else(|| bad("no message kind"))?;
+        let body = match kind {
+            KIND_RAFT => Payload::Raft(
+                Message::parse_from_bytes(payload)
+                    .map_err(|e| PeerError::Malformed(format!("a Raft message: {e}")))?,
+            ),
+            KIND_REQUEST | KIND_RESPONSE => {
+                let (id, frame) = payload
+                    .split_first_chunk::<8>()
+                    .ok_or_else(|| bad("a request without its id"))?;
+                let (id, frame) = (u64::from_le_bytes(*id), frame.to_vec());
+                if kind == KIND_REQUEST {
+                    Payload::Request { id, frame }
+                } else {
+                    Payload::Response { id, frame }
+                }
+            }
+            _ => return Err(bad("an unknown message kind")),
+        };
+        out.push(Envelope { shard, body });
         rest = &rest[8 + len..];
     }
     if !rest.is_empty() {
@@ -417,14 +501,36 @@ mod tests {
             ..Entry::default()
         }]
         .into();
-        Envelope { shard, msg }
+        Envelope::raft(shard, msg)
     }
 
     #[test]
     fn a_handshake_with_the_secret_authenticates_both_ways_and_frames_round_trip() {
         let (mut i, mut a) = pair(SECRET, SECRET).unwrap();
         assert_eq!((i.peer(), a.peer()), (2, 1));
-        let batch = vec![append(0, 10), append(1, 1000)];
+        let batch = vec![
+            append(0, 10),
+            append(1, 1000),
+            Envelope {
+                shard: 1,
+                body: Payload::Request {
+                    id: 42,
+                    frame: b"a client frame".to_vec(),
+                },
+            },
+            Envelope {
+                shard: 0,
+                body: Payload::Response {
+                    id: u64::MAX,
+                    frame: Vec::new(),
+                },
+            },
+        ];
+        assert!(batch.iter().all(|e| {
+            let mut one = Vec::new();
+            e.encode(&mut one).unwrap();
+            one.len() == e.wire_len()
+        }));
         let mut wire = Vec::new();
         i.seal(&batch, &mut wire).unwrap();
         i.seal(&batch[..1], &mut wire).unwrap();
@@ -533,6 +639,10 @@ mod tests {
             vec![],
             vec![1, 0, 0, 0],
             vec![1, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 1, 2],
+            // A message with no kind, an unknown kind, a request without its id.
+            vec![1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            vec![1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 9],
+            vec![1, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 2, 1, 2],
         ] {
             let (mut i, mut a) = pair(SECRET, SECRET).unwrap();
             let mut frame = (body.len() as u32).to_le_bytes().to_vec();

@@ -288,6 +288,15 @@ impl<L: ReplicaLog> Replica<L> {
         Ok(())
     }
 
+    /// On a leader: hands leadership to `to` once it is caught up (raft-rs's leader
+    /// transfer, which stops taking proposals meanwhile: they return `Dropped`). Anywhere
+    /// else: nothing.
+    pub fn transfer_leader(&mut self, to: u64) {
+        if self.is_leader() && to != self.id() {
+            self.node.transfer_leader(to);
+        }
+    }
+
     /// The group's voters as this replica knows them.
     pub fn voters(&self) -> Vec<u64> {
         let mut v: Vec<u64> = self.node.raft.prs().conf().voters().ids().iter().collect();

@@ -13,7 +13,7 @@
 //! (`Rc<RefCell<_>>`, one executor thread): every method here borrows it only for its
 //! own duration, so the driver must not hold a borrow across a replica call.
 
-use std::cell::RefCell;
+use std::cell::{Ref, RefCell, RefMut};
 use std::rc::Rc;
 
 use protobuf::Message as _;
@@ -25,28 +25,48 @@ use tern_storage::store::{Store, StoreError};
 
 use crate::log::{LogError, ReplicaLog};
 
+/// How a replica's log reaches the store it shares with its shard: borrowed for the
+/// duration of one call, never across a replica call. `Rc<RefCell<Store>>` in the
+/// tests; the server lends the store inside its shard state.
+pub trait SharedStore<D: Disk>: Clone {
+    fn get(&self) -> Ref<'_, Store<D>>;
+    fn get_mut(&self) -> RefMut<'_, Store<D>>;
+}
+
+impl<D: Disk> SharedStore<D> for Rc<RefCell<Store<D>>> {
+    fn get(&self) -> Ref<'_, Store<D>> {
+        self.borrow()
+    }
+
+    fn get_mut(&self) -> RefMut<'_, Store<D>> {
+        self.borrow_mut()
+    }
+}
+
 /// A replica's log over its shard's store.
-pub struct StoreLog<D: Disk + Clone> {
-    store: Rc<RefCell<Store<D>>>,
+pub struct StoreLog<D: Disk + Clone, S: SharedStore<D> = Rc<RefCell<Store<D>>>> {
+    store: S,
+    _disk: std::marker::PhantomData<D>,
     /// The group's voters when the store has never recorded a configuration (a new
     /// group: every node starts with the same list).
     voters: Vec<u64>,
 }
 
-impl<D: Disk + Clone> StoreLog<D> {
+impl<D: Disk + Clone, S: SharedStore<D>> StoreLog<D, S> {
     /// `store` must be a replicated store (`StoreConfig::replicated`).
-    pub fn new(store: Rc<RefCell<Store<D>>>, voters: &[u64]) -> StoreLog<D> {
+    pub fn new(store: S, voters: &[u64]) -> StoreLog<D, S> {
         assert!(
-            store.borrow().is_replicated(),
+            store.get().is_replicated(),
             "a Raft log needs a replicated store"
         );
         StoreLog {
             store,
+            _disk: std::marker::PhantomData,
             voters: voters.to_vec(),
         }
     }
 
-    pub fn store(&self) -> &Rc<RefCell<Store<D>>> {
+    pub fn store(&self) -> &S {
         &self.store
     }
 }
@@ -109,7 +129,7 @@ fn store_err(e: StoreError) -> raft::Error {
     raft::Error::Store(StorageError::Other(Box::new(e)))
 }
 
-impl<D: Disk + Clone> ReplicaLog for StoreLog<D> {
+impl<D: Disk + Clone, S: SharedStore<D>> ReplicaLog for StoreLog<D, S> {
     fn append(&mut self, entries: &[Entry]) -> Result<(), LogError> {
         if entries.is_empty() {
             return Ok(());
@@ -120,7 +140,7 @@ impl<D: Disk + Clone> ReplicaLog for StoreLog<D> {
             batch.push((e.term, e.index, entry_data(e, s)?));
         }
         self.store
-            .borrow_mut()
+            .get_mut()
             .append_entries(batch)
             .map(|_| ())
             .map_err(|e| LogError(e.to_string()))
@@ -128,7 +148,7 @@ impl<D: Disk + Clone> ReplicaLog for StoreLog<D> {
 
     fn set_hard_state(&mut self, hs: &HardState) -> Result<(), LogError> {
         self.store
-            .borrow_mut()
+            .get_mut()
             .set_hard_state(format::HardState {
                 term: hs.term,
                 vote: hs.vote,
@@ -144,7 +164,7 @@ impl<D: Disk + Clone> ReplicaLog for StoreLog<D> {
         cs.write_to_vec(&mut bytes)
             .map_err(|e| LogError(format!("encoding a configuration: {e}")))?;
         self.store
-            .borrow_mut()
+            .get_mut()
             .set_conf_state(&bytes)
             .map(|_| ())
             .map_err(|e| LogError(e.to_string()))
@@ -159,14 +179,14 @@ impl<D: Disk + Clone> ReplicaLog for StoreLog<D> {
             .write_to_vec(&mut conf)
             .map_err(|e| LogError(format!("encoding a configuration: {e}")))?;
         self.store
-            .borrow_mut()
+            .get_mut()
             .install_snapshot(meta.index, meta.term, &conf, &state)
             .map(|_| ())
             .map_err(|e| LogError(e.to_string()))
     }
 
     fn conf_index(&self) -> u64 {
-        let store = self.store.borrow();
+        let store = self.store.get();
         store
             .raft_conf_state()
             .get(..8)
@@ -174,9 +194,9 @@ impl<D: Disk + Clone> ReplicaLog for StoreLog<D> {
     }
 }
 
-impl<D: Disk + Clone> Storage for StoreLog<D> {
+impl<D: Disk + Clone, S: SharedStore<D>> Storage for StoreLog<D, S> {
     fn initial_state(&self) -> raft::Result<RaftState> {
-        let store = self.store.borrow();
+        let store = self.store.get();
         let hs = store.raft_hard_state();
         let conf = store.raft_conf_state();
         let conf_state = if conf.is_empty() {
@@ -212,7 +232,7 @@ impl<D: Disk + Clone> Storage for StoreLog<D> {
         max_size: impl Into<Option<u64>>,
         _context: GetEntriesContext,
     ) -> raft::Result<Vec<Entry>> {
-        let store = self.store.borrow();
+        let store = self.store.get();
         if low < store.raft_first() {
             return Err(raft::Error::Store(StorageError::Compacted));
         }
@@ -227,7 +247,7 @@ impl<D: Disk + Clone> Storage for StoreLog<D> {
     }
 
     fn term(&self, idx: u64) -> raft::Result<u64> {
-        let store = self.store.borrow();
+        let store = self.store.get();
         if let Some(t) = store.raft_term(idx) {
             return Ok(t);
         }
@@ -239,15 +259,15 @@ impl<D: Disk + Clone> Storage for StoreLog<D> {
     }
 
     fn first_index(&self) -> raft::Result<u64> {
-        Ok(self.store.borrow().raft_first())
+        Ok(self.store.get().raft_first())
     }
 
     fn last_index(&self) -> raft::Result<u64> {
-        Ok(self.store.borrow().raft_last())
+        Ok(self.store.get().raft_last())
     }
 
     fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        let store = self.store.borrow();
+        let store = self.store.get();
         let index = store.raft_applied();
         let unavailable = || raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable);
         if index < request_index || store.snapshot_pending() {

@@ -12,6 +12,8 @@
 //! * `page`: when a Query or Scan page is full.
 //! * `reply`: building reply frames.
 //! * `limits`: the server's bounds, and the compile-time contract between the crates'.
+//! * `peers`: the authenticated connections between AZ nodes; `supervisor`: the local
+//!   three-AZ cluster `ternd` starts by default.
 
 pub mod acks;
 pub mod cache;
@@ -26,4 +28,5 @@ pub mod reply;
 pub mod service;
 pub mod shard;
 pub mod stop;
+pub mod supervisor;
 pub mod topology;

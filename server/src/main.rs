@@ -1,6 +1,7 @@
 //! `ternd`: the tern server.
 
-use std::net::IpAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, ToSocketAddrs};
 use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
@@ -10,15 +11,21 @@ use tern_server::cache::{CacheSettings, default_cache_bytes};
 
 use tern_server::limits::{BIND_RETRY_TIMEOUT_MS, SEGMENT_SIZE_MIN_BYTES, SHUTDOWN_DEADLINE_MS};
 use tern_server::net::NetMode;
-use tern_server::node::{Node, NodeConfig, StorageConfig, layout_shards};
+use tern_server::node::{ClusterConfig, Node, NodeConfig, StorageConfig, layout_shards};
+use tern_server::supervisor::{AZS, LocalCluster};
 use tern_storage::glommio_disk::DiskFailpoints;
 use tern_storage::limits::SEGMENT_SIZE_MAX;
 use tern_storage::store::{Durability, StoreConfig};
 
 /// tern server: a DynamoDB-style database with a built-in cache, one shard per core.
 ///
-/// With no arguments it serves on 127.0.0.1:7000 (binary protocol; shard k also listens
-/// on 7001+k) with one shard per CPU.
+/// With no arguments it starts a local three-AZ cluster: three node processes on this
+/// machine (AZ a serves clients on 127.0.0.1:7000, b on 7100, c on 7200; shard k of a
+/// node also listens on PORT+1+k), data under DATA_DIR/az-{a,b,c}, every shard a Raft
+/// group of the three. It restarts a node that dies and stops them all on Ctrl-C.
+/// `ternd node --az a --peer-port 7050 --peers b=HOST:7150,c=HOST:7250 --secret-file F`
+/// runs one node of a real multi-machine cluster; `--replicas 1` runs a single node
+/// without replication.
 ///
 /// DURABILITY: every shard keeps an append-only log in DATA_DIR/shard-K. With the default
 /// `--durability sync` a write is acknowledged only after fdatasync made its log record
@@ -29,6 +36,29 @@ use tern_storage::store::{Durability, StoreConfig};
 #[derive(Parser, Debug)]
 #[command(name = "ternd", version)]
 struct Args {
+    /// `node`: run one node of a cluster (needs --az, --peer-port, --peers, --secret-file).
+    #[arg(value_enum)]
+    mode: Option<Mode>,
+    /// Without `node`: 3 starts the local three-AZ cluster, 1 a single node.
+    #[arg(long, default_value_t = 3)]
+    replicas: usize,
+    /// `node`: this node's availability zone (a letter: a is node 1, b node 2, ...).
+    #[arg(long)]
+    az: Option<char>,
+    /// `node`: the other nodes, AZ=HOST:PEER_PORT, comma-separated (e.g.
+    /// b=10.0.0.2:7050,c=10.0.0.3:7050); shard k of a node accepts peers on PEER_PORT+k.
+    #[arg(long, value_delimiter = ',')]
+    peers: Vec<String>,
+    /// `node`: the first port this node accepts its peers on (shard k: PEER_PORT+k).
+    #[arg(long)]
+    peer_port: Option<u16>,
+    /// `node`: the file holding the cluster secret (at least 16 bytes; the same on every
+    /// node). The environment variable TERN_CLUSTER_SECRET may hold it instead.
+    #[arg(long)]
+    secret_file: Option<PathBuf>,
+    /// `node` started by the local cluster's supervisor: exit when it does.
+    #[arg(long, hide = true)]
+    supervisor_pid: Option<u32>,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1")]
     host: IpAddr,
@@ -104,6 +134,11 @@ struct Args {
     index_key_bytes_max: Option<u64>,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    Node,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum PolicyArg {
     S3fifo,
@@ -161,6 +196,19 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    if args.mode.is_none() && args.replicas != 1 {
+        if args.replicas != 3 {
+            anyhow::bail!("--replicas must be 1 (a single node) or 3 (the local three-AZ cluster)");
+        }
+        return tern_server::supervisor::run_local_cluster(&local_cluster(&args)?);
+    }
+    if let Some(pid) = args.supervisor_pid {
+        tern_server::supervisor::die_with_supervisor(pid)?;
+    }
+    let cluster = match args.mode {
+        Some(Mode::Node) => Some(cluster_config(&args)?),
+        None => None,
+    };
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     // An existing data directory fixes the shard count (its partition map depends on it).
     let shards = args
@@ -217,6 +265,7 @@ fn main() -> anyhow::Result<()> {
             query_ttl_ms: args.query_cache_ttl_ms,
             table_ttls: args.table_cache_ttl,
         },
+        cluster,
     };
     let node = Node::start(&config)?;
     let t = &node.topology;
@@ -225,11 +274,13 @@ fn main() -> anyhow::Result<()> {
     // predecessor was killed, its sockets may still accept into a backlog nobody reads:
     // a port that accepts is no readiness check; this line is.)
     println!(
-        "{{\"event\":\"ready\",\"host\":\"{}\",\"shared_port\":{},\"shard_ports\":[{}],\"net\":\"{:?}\"}}",
+        "{{\"event\":\"ready\",\"host\":\"{}\",\"shared_port\":{},\"shard_ports\":[{}],\"net\":\"{:?}\",\"pid\":{},\"node\":{}}}",
         config.host,
         t.shared_port,
         ports.join(","),
-        config.net
+        config.net,
+        std::process::id(),
+        config.cluster.as_ref().map_or(0, |c| c.node),
     );
     eprintln!(
         "ternd: serving {} shard(s) on {}:{} (shard ports {}), net={:?}, data in {} (durability {:?}), cache {} MiB ({:?}). Ctrl-C to stop.",
@@ -285,4 +336,134 @@ fn main() -> anyhow::Result<()> {
         eprintln!("ternd: stopped");
     }
     result
+}
+
+/// An AZ letter's node id: a is 1, b is 2, ...
+fn az_node(az: char) -> anyhow::Result<u64> {
+    if az.is_ascii_lowercase() {
+        Ok(az as u64 - 'a' as u64 + 1)
+    } else {
+        anyhow::bail!("an AZ is a lower-case letter (a, b, c, ...), not {az:?}")
+    }
+}
+
+/// `ternd node`: this node's place in its cluster.
+fn cluster_config(args: &Args) -> anyhow::Result<ClusterConfig> {
+    use anyhow::Context;
+    let az = args.az.context("`ternd node` needs --az (a, b, c, ...)")?;
+    let node = az_node(az)?;
+    let peer_port = args
+        .peer_port
+        .context("`ternd node` needs --peer-port (where its peers connect)")?;
+    let mut peers = HashMap::new();
+    for p in &args.peers {
+        let bad = || format!("--peers {p:?}: expected AZ=HOST:PORT, e.g. b=10.0.0.2:7050");
+        let (a, addr) = p.split_once('=').with_context(bad)?;
+        let mut chars = a.chars();
+        let (Some(a), None) = (chars.next(), chars.next()) else {
+            anyhow::bail!(bad());
+        };
+        let id = az_node(a)?;
+        if id == node {
+            anyhow::bail!("--peers names this node's own AZ {a}");
+        }
+        let addr = addr
+            .to_socket_addrs()
+            .with_context(bad)?
+            .next()
+            .with_context(bad)?;
+        if peers.insert(id, addr).is_some() {
+            anyhow::bail!("--peers names AZ {a} twice");
+        }
+    }
+    if peers.is_empty() {
+        anyhow::bail!("`ternd node` needs --peers (the other nodes, AZ=HOST:PEER_PORT)");
+    }
+    let secret = match (&args.secret_file, std::env::var("TERN_CLUSTER_SECRET")) {
+        (Some(f), _) => std::fs::read_to_string(f)
+            .with_context(|| format!("reading the cluster secret {}", f.display()))?,
+        (None, Ok(s)) => s,
+        (None, Err(_)) => anyhow::bail!(
+            "`ternd node` needs the cluster secret: --secret-file FILE or TERN_CLUSTER_SECRET"
+        ),
+    };
+    let secret = secret.trim().as_bytes().to_vec();
+    if secret.len() < tern_replica::peer::SECRET_MIN_BYTES {
+        anyhow::bail!(
+            "the cluster secret must have at least {} bytes",
+            tern_replica::peer::SECRET_MIN_BYTES
+        );
+    }
+    let mut voters: Vec<u64> = peers.keys().copied().chain([node]).collect();
+    voters.sort_unstable();
+    Ok(ClusterConfig {
+        node,
+        voters,
+        peer_host: args.host,
+        peer_port,
+        peers,
+        secret,
+    })
+}
+
+/// The name clap gives a value.
+fn arg_name(v: &impl ValueEnum) -> String {
+    v.to_possible_value()
+        .map(|p| p.get_name().to_owned())
+        .unwrap_or_default()
+}
+
+/// `ternd` with its defaults: the local three-AZ cluster, every node given this
+/// invocation's settings (the cache split three ways).
+fn local_cluster(args: &Args) -> anyhow::Result<LocalCluster> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cores = args.cores.unwrap_or(cpus);
+    let cache = args.cache_size.unwrap_or_else(default_cache_bytes) / AZS.len();
+    let mut a: Vec<String> = vec![
+        "--cores".into(),
+        cores.to_string(),
+        "--net".into(),
+        match args.net {
+            NetMode::Uring => "uring".into(),
+            NetMode::Glommio => "glommio".into(),
+        },
+        "--io-memory-kib".into(),
+        args.io_memory_kib.to_string(),
+        "--durability".into(),
+        arg_name(&args.durability),
+        "--segment-size-mib".into(),
+        args.segment_size_mib.to_string(),
+        "--checkpoint-every-mib".into(),
+        args.checkpoint_every_mib.to_string(),
+        "--compact-dead-ratio".into(),
+        args.compact_dead_ratio.to_string(),
+        "--cache-size".into(),
+        cache.to_string(),
+        "--cache-policy".into(),
+        arg_name(&args.cache_policy),
+        "--item-cache-ttl-ms".into(),
+        args.item_cache_ttl_ms.to_string(),
+        "--query-cache-ttl-ms".into(),
+        args.query_cache_ttl_ms.to_string(),
+        "--bind-retry-ms".into(),
+        args.bind_retry_ms.to_string(),
+    ];
+    if args.no_pin {
+        a.push("--no-pin".into());
+    } else {
+        a.extend(["--first-cpu".into(), args.first_cpu.to_string()]);
+    }
+    for (table, ttl) in &args.table_cache_ttl {
+        a.extend([
+            "--table-cache-ttl".into(),
+            format!("{table}={}:{}", ttl.item_ms, ttl.query_ms),
+        ]);
+    }
+    Ok(LocalCluster {
+        exe: std::env::current_exe()?,
+        host: args.host,
+        base_port: args.port,
+        data_root: args.data_dir.clone(),
+        node_args: a,
+    })
 }

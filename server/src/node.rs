@@ -17,7 +17,8 @@
 //! the node forever; acknowledged writes are durable already). Each shard records its
 //! [`Phase`] so a caller that gives up waiting can say where it stood.
 
-use std::net::IpAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::{Arc, mpsc};
@@ -33,12 +34,13 @@ use tern_storage::maintenance::{Maintenance, Task};
 use tern_storage::store::StoreConfig;
 
 use crate::cache::{CacheSettings, ShardCacheState};
-use crate::core::{Core, CoreService};
+use crate::core::{Core, CoreService, ReplSettings, run_driver, run_ticker};
 use crate::limits::{
     BIND_RETRY_TIMEOUT_MS, SHUTDOWN_DRAIN_LOG_TIMEOUT_MS, STARTUP_SERVING_TIMEOUT_MS,
 };
 use crate::mesh::{MESH_CHANNEL_CAPACITY, Mesh, Reply, Request, spawn_loops};
 use crate::net::{self, NetMode};
+use crate::peers::{PeerConfig, Peers};
 use crate::service::{Shutdown, Wakeup};
 use crate::shard::Shard;
 use crate::stop::{Phase, ShardStop};
@@ -62,6 +64,25 @@ pub struct NodeConfig {
     pub node_id: String,
     pub storage: StorageConfig,
     pub cache: CacheSettings,
+    /// One node of a replicated cluster (`None`: a single node, no replication).
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// This node's place in a replicated cluster: every shard is one replica of that
+/// shard's Raft group, whose other replicas are the same shard on the other nodes.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// This node's replica id (1-based: AZ a is 1).
+    pub node: u64,
+    /// Every node's id, this one's included (the groups' first voters).
+    pub voters: Vec<u64>,
+    /// Where shard k accepts its peers: `peer_host:peer_port + k`.
+    pub peer_host: IpAddr,
+    pub peer_port: u16,
+    /// The other nodes: id → (host, first peer port); shard k dials port + k.
+    pub peers: HashMap<u64, SocketAddr>,
+    /// The cluster secret the peers authenticate with.
+    pub secret: Vec<u8>,
 }
 
 impl NodeConfig {
@@ -79,6 +100,7 @@ impl NodeConfig {
             node_id: node_id.to_owned(),
             storage: StorageConfig::for_tests(data_dir),
             cache: CacheSettings::for_tests(),
+            cluster: None,
         }
     }
 }
@@ -125,9 +147,10 @@ const COMPACTION_STEP_BYTES: usize = 256 << 10;
 const LAYOUT_FILE: &str = "NODE";
 
 /// Checks (or, for a new directory, records) how many shards the data directory was
-/// made for: the partition map depends on it, so a node must not reopen it with another
-/// count.
-pub fn check_layout(data_dir: &Path, shards: usize) -> anyhow::Result<()> {
+/// made for — the partition map depends on it, so a node must not reopen it with another
+/// count — and whether it is a replica (`replica N`: node N of a cluster) or a single
+/// node's: their logs differ, and a replica's data belongs to its node id.
+pub fn check_layout(data_dir: &Path, shards: usize, replica: Option<u64>) -> anyhow::Result<()> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
     let path = data_dir.join(LAYOUT_FILE);
@@ -144,13 +167,33 @@ pub fn check_layout(data_dir: &Path, shards: usize) -> anyhow::Result<()> {
                     data_dir.display()
                 );
             }
-            Ok(())
+            let stored_replica = text
+                .lines()
+                .find_map(|l| l.strip_prefix("replica "))
+                .and_then(|n| n.trim().parse::<u64>().ok());
+            match (stored_replica, replica) {
+                (None, None) => Ok(()),
+                (Some(n), Some(m)) if n == m => Ok(()),
+                (None, Some(_)) => bail!(
+                    "the data directory {} holds a single node's data (not a replica's): use another --data-dir for a cluster node, or start it with --replicas 1",
+                    data_dir.display()
+                ),
+                (Some(n), None) => bail!(
+                    "the data directory {} holds the data of cluster node {n}: start it as that node, not with --replicas 1",
+                    data_dir.display()
+                ),
+                (Some(n), Some(m)) => bail!(
+                    "the data directory {} holds the data of cluster node {n}, not node {m}",
+                    data_dir.display()
+                ),
+            }
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let tmp = data_dir.join(format!("{LAYOUT_FILE}.tmp"));
+            let replica = replica.map_or(String::new(), |n| format!("replica {n}\n"));
             std::fs::write(
                 &tmp,
-                format!("tern data directory\nversion 1\nshards {shards}\n"),
+                format!("tern data directory\nversion 1\nshards {shards}\n{replica}"),
             )?;
             std::fs::File::open(&tmp)?.sync_all()?;
             std::fs::rename(&tmp, &path)?;
@@ -284,6 +327,8 @@ struct ShardStart {
     store_config: StoreConfig,
     failpoints: DiskFailpoints,
     topology: Topology,
+    cluster: Option<ClusterConfig>,
+    bind_retry: Duration,
     requests: MeshBuilder<Request, glommio::channels::channel_mesh::Full>,
     replies: MeshBuilder<Reply, glommio::channels::channel_mesh::Full>,
     mode: NetMode,
@@ -305,7 +350,11 @@ impl Node {
         if config.shards == 0 {
             bail!("a node needs at least one shard (--cores 1 or more)");
         }
-        check_layout(&config.storage.data_dir, config.shards)?;
+        check_layout(
+            &config.storage.data_dir,
+            config.shards,
+            config.cluster.as_ref().map(|c| c.node),
+        )?;
         // Absolute: glommio opens directories relative to nothing (a relative path made
         // the first directory sync fail with EBADF).
         let data_dir = std::fs::canonicalize(&config.storage.data_dir).with_context(|| {
@@ -354,9 +403,14 @@ impl Node {
             servings.push(serving_rx);
             let start = ShardStart {
                 shard_dir: data_dir.join(format!("shard-{k}")),
-                store_config: config.storage.store.clone(),
+                store_config: StoreConfig {
+                    replicated: config.cluster.is_some(),
+                    ..config.storage.store.clone()
+                },
                 failpoints: config.storage.failpoints,
                 topology: topology.clone(),
+                cluster: config.cluster.clone(),
+                bind_retry: config.bind_retry,
                 requests: requests.clone(),
                 replies: replies.clone(),
                 mode: config.net,
@@ -477,6 +531,44 @@ impl Node {
     }
 }
 
+/// Binds shard `k`'s peer listener (retrying a port a killed predecessor still holds)
+/// and starts its peer transport.
+async fn start_peers(
+    k: usize,
+    c: &ClusterConfig,
+    bind_retry: Duration,
+    core: &Rc<Core>,
+) -> anyhow::Result<Rc<Peers>> {
+    let port = |base: u16| {
+        u16::try_from(base as usize + k)
+            .context("a peer port above 65535: choose a lower --peer-port")
+    };
+    let addr = SocketAddr::new(c.peer_host, port(c.peer_port)?);
+    let deadline = Instant::now() + bind_retry;
+    let listener = loop {
+        match glommio::net::TcpListener::bind(addr) {
+            Ok(l) => break l,
+            Err(e) if Instant::now() < deadline => {
+                tracing::debug!("shard {k}: binding the peer port {addr}: {e}; retrying");
+                glommio::timer::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => bail!("shard {k}: binding the peer port {addr}: {e}"),
+        }
+    };
+    let peers = c
+        .peers
+        .iter()
+        .map(|(&id, a)| Ok((id, SocketAddr::new(a.ip(), port(a.port())?))))
+        .collect::<anyhow::Result<HashMap<_, _>>>()?;
+    let cfg = PeerConfig {
+        id: c.node,
+        secret: c.secret.clone(),
+        peers,
+    };
+    Peers::start(cfg, listener, Core::peer_inbox(core))
+        .with_context(|| format!("shard {k}: starting the peer transport"))
+}
+
 /// One shard's executor, from recovery to the end of its shutdown.
 async fn run_shard(k: usize, start: ShardStart) -> anyhow::Result<()> {
     let ShardStart {
@@ -484,6 +576,8 @@ async fn run_shard(k: usize, start: ShardStart) -> anyhow::Result<()> {
         store_config,
         failpoints,
         topology,
+        cluster,
+        bind_retry,
         requests,
         replies,
         mode,
@@ -552,7 +646,23 @@ async fn run_shard(k: usize, start: ShardStart) -> anyhow::Result<()> {
         .map_err(|_| anyhow::anyhow!("shard {k}: joining the reply mesh failed"))?;
     let mesh = Mesh::new(k as u32, req_tx, rep_tx);
     let cache = ShardCacheState::new(&cache_settings, shard_count);
-    let core = Core::new(topology, mesh.clone(), shard, cache);
+    let (core, peers) = match &cluster {
+        None => (Core::new(topology, mesh.clone(), shard, cache), None),
+        Some(c) => {
+            let settings = ReplSettings {
+                node: c.node,
+                voters: c.voters.clone(),
+                seed: c.node.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ k as u64,
+            };
+            let core = Core::new_replicated(topology, mesh.clone(), shard, cache, &settings)
+                .map_err(|e| anyhow::anyhow!("shard {k}: starting its Raft replica: {e}"))?;
+            let peers = start_peers(k, c, bind_retry, &core).await?;
+            core.set_peers(peers.clone());
+            glommio::spawn_local(run_driver(core.clone())).detach();
+            glommio::spawn_local(run_ticker(Rc::downgrade(&core))).detach();
+            (core, Some(peers))
+        }
+    };
     glommio::spawn_local(run_flusher(core.clone())).detach();
     let maintenance = glommio::executor().create_task_queue(
         Shares::Static(100),
@@ -630,6 +740,9 @@ async fn run_shard(k: usize, start: ShardStart) -> anyhow::Result<()> {
                 }
             }
         );
+    }
+    if let Some(peers) = peers {
+        peers.close().await;
     }
     stop.set_phase(Phase::Stopped);
     if !drained {

@@ -27,7 +27,6 @@ use futures_lite::io::{ReadHalf, WriteHalf};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 use glommio::sync::Gate;
-use protobuf::Message as _;
 use tern_replica::peer::{
     AUTH_LEN, Acceptor, Envelope, FRAME_BODY_MAX_BYTES, FRAME_MESSAGES_MAX, HELLO_LEN, Initiator,
     NONCE_LEN, PROOF_LEN, PeerError, Session, TAG_LEN,
@@ -179,24 +178,30 @@ impl Peers {
             .is_some_and(|o| o.connected)
     }
 
-    /// Queues `msg` of group `shard` for node `to`; dropped (and counted) when its queue
-    /// is full or `to` is no member.
+    /// Queues Raft message `msg` of group `shard` for node `to`; see [`Peers::send_envelope`].
     pub fn send(&self, to: u64, shard: u32, msg: raft::eraftpb::Message) {
-        let size = msg.compute_size() as usize + 8;
+        self.send_envelope(to, Envelope::raft(shard, msg));
+    }
+
+    /// Queues `e` for node `to`; dropped (and counted) when its queue is full or `to` is
+    /// no member. Returns whether it was queued.
+    pub fn send_envelope(&self, to: u64, e: Envelope) -> bool {
+        let size = e.wire_len();
         let mut boxes = self.outboxes.borrow_mut();
         let Some(out) = boxes.get_mut(&to) else {
             bump(&self.stats, |s| s.dropped_messages += 1);
-            return;
+            return false;
         };
         if out.bytes + size > PEER_QUEUE_MAX_BYTES || size > FRAME_BODY_MAX_BYTES - 8 {
             bump(&self.stats, |s| s.dropped_messages += 1);
-            return;
+            return false;
         }
         out.bytes += size;
-        out.queue.push_back(Envelope { shard, msg });
+        out.queue.push_back(e);
         if out.ready.available() == 0 {
             out.ready.signal(1);
         }
+        true
     }
 
     /// Stops every task and closes every connection.
@@ -426,7 +431,7 @@ impl Peers {
         let mut batch = Vec::new();
         let mut bytes = 4usize;
         while let Some(e) = out.queue.front() {
-            let size = e.msg.compute_size() as usize + 8;
+            let size = e.wire_len();
             if !batch.is_empty()
                 && (bytes + size > FRAME_BODY_MAX_BYTES || batch.len() >= FRAME_MESSAGES_MAX)
             {

@@ -15,6 +15,7 @@ use tern_protocol::limits::TABLE_NAME_MAX_LEN;
 use tern_protocol::messages::{Counter, ShardStats, TableDescription, TableStatus};
 use tern_protocol::{ApiError, ErrorCode, KeyAttr, KeySchema, ScalarType};
 use tern_storage::catalog::{KeyAttrDesc, KeyType, TableDesc};
+use tern_storage::format::{EntryData, RecordKind};
 use tern_storage::glommio_disk::{DiskFailpoints, GlommioDisk};
 use tern_storage::store::{LogPos, RecoveryReport, Store, StoreConfig, StoreError};
 
@@ -148,6 +149,26 @@ fn table_state(d: &TableDesc) -> TableState {
     }
 }
 
+/// A store operation as a Raft entry's data (`format::EntryData`).
+pub fn entry_bytes(
+    kind: RecordKind,
+    table_id: u32,
+    size_bytes: u32,
+    key: &[u8],
+    value: &[u8],
+) -> Vec<u8> {
+    let data = EntryData {
+        kind,
+        table_id,
+        size_bytes,
+        key,
+        value,
+    };
+    let mut out = Vec::with_capacity(data.encoded_len());
+    data.encode(&mut out);
+    out
+}
+
 /// The API error a store failure becomes. Item too large for a log record reads like
 /// DynamoDB's item-size error; a stopped or corrupt shard is an internal error naming it.
 pub fn store_error(shard: u32, e: StoreError) -> ApiError {
@@ -252,6 +273,75 @@ impl Shard {
             },
         );
         Ok(pos)
+    }
+
+    /// The entry a replicated shard's leader proposes to create a table (its id: the next
+    /// free one in the applied state).
+    pub fn create_table_entry(
+        &self,
+        name: &str,
+        schema: &KeySchema,
+        creation_time_ms: u64,
+    ) -> Vec<u8> {
+        let desc = TableDesc {
+            table_id: self.store.next_table_id(),
+            name: name.to_owned(),
+            partition_key: attr_desc(&schema.partition),
+            sort_key: schema.sort.as_ref().map(attr_desc),
+            creation_time_ms,
+        };
+        entry_bytes(
+            RecordKind::CreateTable,
+            desc.table_id,
+            0,
+            &[],
+            &desc.encode(),
+        )
+    }
+
+    /// The entry a replicated shard's leader proposes to delete a table.
+    pub fn delete_table_entry(&self, name: &str) -> Result<Vec<u8>, ApiError> {
+        let id = self.table(name)?.id;
+        Ok(entry_bytes(RecordKind::DeleteTable, id, 0, &[], &[]))
+    }
+
+    /// A replicated CreateTable was applied: the catalog learns table `id` from the
+    /// store. Returns its name.
+    pub fn table_applied(&mut self, id: u32) -> Option<String> {
+        let desc = &self.store.table(id).ok()?.desc;
+        let name = desc.name.clone();
+        let state = table_state(desc);
+        self.tables.insert(name.clone(), state);
+        Some(name)
+    }
+
+    /// A replicated DeleteTable was applied.
+    pub fn table_removed(&mut self, id: u32) {
+        let name = self
+            .tables
+            .iter()
+            .find(|(_, t)| t.id == id)
+            .map(|(n, _)| n.to_owned());
+        if let Some(name) = name {
+            self.tables.remove(&name);
+        }
+    }
+
+    /// A snapshot replaced the store's state: the catalog is read again. Returns the
+    /// ids it had and the (name, id) it has now.
+    pub fn reload_catalog(&mut self) -> (Vec<u32>, Vec<(String, u32)>) {
+        let old = self.tables.iter().map(|(_, t)| t.id).collect();
+        self.tables = self
+            .store
+            .tables()
+            .map(|t| (t.desc.name.clone(), table_state(&t.desc)))
+            .collect();
+        let new = self
+            .tables
+            .iter()
+            .map(|(n, t)| (n.to_owned(), t.id))
+            .collect();
+        (old, new)
     }
 
     /// Logs the table's deletion with all its items; returns the position to wait for.

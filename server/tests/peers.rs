@@ -50,7 +50,10 @@ fn start(
         listener,
         Rc::new(move |from, batch| {
             for e in batch {
-                sink.borrow_mut().push((id, from, e.shard, e.msg.term));
+                let tern_replica::peer::Payload::Raft(msg) = e.body else {
+                    panic!("only Raft messages are sent here");
+                };
+                sink.borrow_mut().push((id, from, e.shard, msg.term));
             }
         }),
     )

@@ -49,8 +49,8 @@ impl Server {
         stderr: Stdio,
     ) -> Server {
         let dir: &Path = data.path();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ternd"))
-            .args(["--no-pin", "--net", net, "--port"])
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ternd"));
+        cmd.args(["--replicas", "1", "--no-pin", "--net", net, "--port"])
             .arg(port.to_string())
             .arg("--cores")
             .arg(cores.to_string())
@@ -59,9 +59,16 @@ impl Server {
             // Small segments: less to zero-fill per test node.
             .args(["--segment-size-mib", "8"])
             .args(extra)
+            .stderr(stderr);
+        Server::spawn(cmd, data, cores)
+    }
+
+    /// Runs `cmd` (a `ternd` command line, stderr already chosen) and waits for its
+    /// readiness line.
+    pub fn spawn(mut cmd: Command, data: Rc<tempfile::TempDir>, cores: usize) -> Server {
+        let mut child = cmd
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(stderr)
             .spawn()
             .expect("spawn ternd");
         let stdout = child.stdout.take().expect("stdout piped");

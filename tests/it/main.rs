@@ -6,6 +6,7 @@
 mod harness;
 
 mod cache;
+mod cluster;
 mod durability;
 mod errors;
 mod items;

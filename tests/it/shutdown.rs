@@ -342,6 +342,8 @@ fn an_immediate_restart_after_kill_9_under_load_gets_its_ports() {
     let data = Rc::new(tempfile::tempdir().unwrap());
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_ternd"))
         .args([
+            "--replicas",
+            "1",
             "--no-pin",
             "--cores",
             "1",

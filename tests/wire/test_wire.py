@@ -274,7 +274,7 @@ class Server:
         os.mkdir(self.data_dir)
         self.err_path = os.path.join(self.tmp, "stderr.log")
         self.errf = open(self.err_path, "wb")
-        self.cmd = [ternd, "--port", "0", "--cores", "2", "--no-pin", "--data-dir", self.data_dir, "--segment-size-mib", "8"]
+        self.cmd = [ternd, "--replicas", "1", "--port", "0", "--cores", "2", "--no-pin", "--data-dir", self.data_dir, "--segment-size-mib", "8"]
         self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self.errf)
         self.lines = queue.Queue()
         threading.Thread(target=self._drain, daemon=True).start()

@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::rc::Rc;
 
-use tern_protocol::frame::{FLAG_ERROR, FLAG_FORWARDED, Opcode, parse_frame, write_frame};
+use tern_protocol::frame::{FLAG_FORWARDED, Opcode, write_frame};
 use tern_protocol::keys::{encode_index_key, extract_key, partition_hash};
 use tern_protocol::limits::BATCH_GET_RESPONSE_MAX_BYTES;
 use tern_protocol::messages::*;
@@ -12,7 +12,7 @@ use tern_protocol::requests::{
 };
 use tern_protocol::validate::{check_item_bytes, check_key_bytes, validate_item, validate_key};
 use tern_protocol::value::{ArchivedItem, access_item};
-use tern_protocol::{ApiError, ErrorCode, KeySchema};
+use tern_protocol::{ApiError, KeySchema};
 use tern_storage::store::LogPos;
 
 use super::write::ItemWrite;
@@ -34,6 +34,9 @@ impl Core {
         let req = access::<ArchivedBatchGetItemRequest>(body)?;
         let total: usize = req.tables.iter().map(|t| t.keys.len()).sum();
         check_batch_get_count(total)?;
+        if self.needs_barrier(req.tables.iter().any(|t| t.consistent_read)) {
+            return Ok(self.after_barrier(Opcode::BatchGetItem, id, body));
+        }
         // Per owner shard: per table, the keys it owns.
         let mut parts: Vec<Vec<KeysAndAttributes>> = vec![Vec::new(); self.topology.shard_count()];
         {
@@ -242,6 +245,11 @@ impl Core {
                             table: table.to_owned(),
                             index_key,
                             put: put_size.map(|size| (bytes.to_vec(), size)),
+                            key: if put_size.is_none() {
+                                bytes.to_vec()
+                            } else {
+                                Vec::new()
+                            },
                         });
                         continue;
                     }
@@ -261,7 +269,15 @@ impl Core {
                 }
             }
         }
+        if self.is_replicated()
+            && !local_ops.is_empty()
+            && let Some(to_leader) = self.leader_route(Opcode::BatchWriteItem, id, body)?
+        {
+            return Ok(to_leader);
+        }
         let mut local_wait: Option<LogPos> = None;
+        // Replicated: the local writes' entries, proposed together below.
+        let mut proposals: Vec<(Vec<u8>, LocalWrite)> = Vec::new();
         if !local_ops.is_empty() {
             let mut shard = self.shard.borrow_mut();
             let Shard {
@@ -293,13 +309,18 @@ impl Core {
                     },
                     None => ItemWrite::Delete,
                 };
+                if self.is_replicated() {
+                    let entry = self.item_entry(store, *shard_id, t.id, &w.index_key, write)?;
+                    proposals.push((entry, w));
+                    continue;
+                }
                 let written = self.write_item(store, *shard_id, t.id, &w.index_key, write)?;
                 local_wait = local_wait.max(written.wait);
             }
             self.kick_flusher();
             local_wait = local_wait.filter(|p| !store.is_durable(*p).unwrap_or(false));
         }
-        if parts.iter().all(Vec::is_empty) {
+        if parts.iter().all(Vec::is_empty) && proposals.is_empty() {
             let start = out.len();
             reply::ok(
                 out,
@@ -317,6 +338,37 @@ impl Core {
                 return reply::frame_to_vec(Opcode::BatchWriteItem, id, Err(e));
             }
             let mut response = BatchWriteItemResponse::default();
+            if !proposals.is_empty() {
+                let (entries, writes): (Vec<_>, Vec<_>) = proposals.into_iter().unzip();
+                let results = core.replicate(entries, false).await;
+                for (result, w) in results.into_iter().zip(writes) {
+                    let applied = result.and_then(|d| {
+                        super::write::applied_write(core.shard_id(), d.effect.as_ref())
+                    });
+                    match applied {
+                        Ok(()) => {}
+                        // Not applied (a leader change; or, unknown, a Put or Delete that
+                        // may be applied twice without harm): back to the client, as
+                        // DynamoDB's UnprocessedItems, to send again.
+                        Err(e) if e.code.is_retryable() => {
+                            let entry = table_entry(
+                                &mut response.unprocessed_items,
+                                &w.table,
+                                |l: &TableWriteRequests| &l.table,
+                                || TableWriteRequests {
+                                    table: w.table.clone(),
+                                    requests: Vec::new(),
+                                },
+                            );
+                            entry.requests.push(match w.put {
+                                Some((bytes, _)) => WriteRequest::Put(bytes),
+                                None => WriteRequest::Delete(w.key),
+                            });
+                        }
+                        Err(e) => return reply::frame_to_vec(Opcode::BatchWriteItem, id, Err(e)),
+                    }
+                }
+            }
             for (owner, tables) in parts.into_iter().enumerate() {
                 if tables.is_empty() {
                     continue;
@@ -383,19 +435,7 @@ impl Core {
             Answer::Frame(reply) => reply,
             other => return Err(ApiError::internal(format!("unexpected answer {other:?}"))),
         };
-        let (frame, _) = parse_frame(&reply)
-            .ok()
-            .flatten()
-            .ok_or_else(|| ApiError::internal("a shard answered with a corrupt frame"))?;
-        if frame.header.flags & FLAG_ERROR != 0 {
-            let e = decode::<ErrorResponse>(frame.body)
-                .map_err(|e| ApiError::internal(e.to_string()))?;
-            return Err(ApiError::new(
-                ErrorCode::from_u16(e.code).unwrap_or(ErrorCode::InternalServerError),
-                e.message,
-            ));
-        }
-        decode::<T>(frame.body).map_err(|e| ApiError::internal(e.to_string()))
+        decode::<T>(super::reply_body(&reply)?).map_err(|e| ApiError::internal(e.to_string()))
     }
 }
 
@@ -419,6 +459,8 @@ struct LocalWrite {
     index_key: Vec<u8>,
     /// The encoded item and its DynamoDB size, or None for a delete.
     put: Option<(Vec<u8>, usize)>,
+    /// A delete's encoded key (to hand back unprocessed).
+    key: Vec<u8>,
 }
 
 fn merge_batch_get(into: &mut BatchGetItemResponse, part: BatchGetItemResponse) {

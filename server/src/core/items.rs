@@ -47,12 +47,19 @@ impl Core {
             bytes: item_bytes,
             size_bytes: info.size_bytes as u32,
         };
-        let written = self.write_item(store, *shard_id, t.id, &key, write)?;
         let ack = WriteAck {
             opcode: Opcode::PutItem,
             id,
             return_values: req.return_values,
         };
+        if self.is_replicated() {
+            if let Some(to_leader) = self.leader_route(Opcode::PutItem, id, body)? {
+                return Ok(to_leader);
+            }
+            let entry = self.item_entry(store, *shard_id, t.id, &key, write)?;
+            return Ok(self.propose_item(ack, entry));
+        }
+        let written = self.write_item(store, *shard_id, t.id, &key, write)?;
         Ok(self.acknowledge(out, store, ack, written.wait, written.old))
     }
 
@@ -137,6 +144,9 @@ impl Core {
             Ok(key) => key,
             Err(owner) => return Ok(Outcome::Forward(owner)),
         };
+        if self.needs_barrier(consistent_read) {
+            return Ok(self.after_barrier(Opcode::GetItem, id, body));
+        }
         let mut cache = self.cache.borrow_mut();
         let (item, wait) = self.read_item(&shard, &mut cache, t.id, &key, consistent_read)?;
         let start = out.len();
@@ -169,12 +179,19 @@ impl Core {
             Ok(key) => key,
             Err(owner) => return Ok(Outcome::Forward(owner)),
         };
-        let written = self.write_item(store, *shard_id, t.id, &key, ItemWrite::Delete)?;
         let ack = WriteAck {
             opcode: Opcode::DeleteItem,
             id,
             return_values: req.return_values,
         };
+        if self.is_replicated() {
+            if let Some(to_leader) = self.leader_route(Opcode::DeleteItem, id, body)? {
+                return Ok(to_leader);
+            }
+            let entry = self.item_entry(store, *shard_id, t.id, &key, ItemWrite::Delete)?;
+            return Ok(self.propose_item(ack, entry));
+        }
+        let written = self.write_item(store, *shard_id, t.id, &key, ItemWrite::Delete)?;
         Ok(self.acknowledge(out, store, ack, written.wait, written.old))
     }
 

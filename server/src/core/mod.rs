@@ -46,10 +46,15 @@ use crate::topology::{ShardId, Topology};
 mod batch;
 mod items;
 mod query_scan;
+mod repl;
 mod tables;
 mod write;
 
 pub use query_scan::segment_range;
+pub use repl::{
+    LEADER_WAIT_MS, OUTCOME_UNKNOWN, PROPOSAL_TIMEOUT_MS, RAFT_TICK_MS, ReplSettings, ShardStore,
+    run_driver, run_ticker,
+};
 
 /// A reply that will be ready later (a frame, as bytes).
 pub type LaterReply = Pin<Box<dyn Future<Output = Vec<u8>>>>;
@@ -97,10 +102,19 @@ impl From<ProtocolError> for Fail {
 
 type OpResult = Result<Outcome, Fail>;
 
+/// Where the frame being dispatched came from, when not straight from a client.
+#[derive(Debug, Clone, Copy, Default)]
+struct Via {
+    /// From a peer node (a follower passed it to this shard's leader): never passed on.
+    peer: bool,
+    /// A consistent read whose read barrier has passed: read here now.
+    barrier_done: bool,
+}
+
 /// One core: its shard, its view of the topology and its end of the mesh.
 pub struct Core {
     topology: Topology,
-    shard: RefCell<Shard>,
+    shard: Rc<RefCell<Shard>>,
     mesh: Rc<Mesh>,
     /// Serializes DDL on shard 0.
     ddl_lock: Semaphore,
@@ -117,6 +131,10 @@ pub struct Core {
     flusher: Cell<Option<Waker>>,
     /// The shard's item and query cache (`crate::cache`).
     cache: RefCell<ShardCacheState>,
+    /// The shard's replication, when it is one replica of a group (`repl`).
+    repl: Option<repl::Repl>,
+    /// Where the frame being dispatched came from (set around a dispatch).
+    via: Cell<Via>,
 }
 
 fn now_ms() -> u64 {
@@ -131,14 +149,40 @@ impl Core {
         topology: Topology,
         mesh: Rc<Mesh>,
         shard: Shard,
-        mut cache: ShardCacheState,
+        cache: ShardCacheState,
     ) -> Rc<Core> {
-        for (name, t) in shard.tables.iter() {
+        Core::build(topology, mesh, Rc::new(RefCell::new(shard)), cache, None)
+    }
+
+    /// A core whose shard is one replica of a Raft group (its store is replicated).
+    /// The caller runs [`run_driver`] and [`run_ticker`] and connects the peers
+    /// ([`Core::set_peers`]).
+    pub fn new_replicated(
+        topology: Topology,
+        mesh: Rc<Mesh>,
+        shard: Shard,
+        cache: ShardCacheState,
+        settings: &ReplSettings,
+    ) -> Result<Rc<Core>, raft::Error> {
+        let id = shard.id;
+        let shard = Rc::new(RefCell::new(shard));
+        let repl = repl::Repl::open(id, ShardStore(shard.clone()), settings)?;
+        Ok(Core::build(topology, mesh, shard, cache, Some(repl)))
+    }
+
+    fn build(
+        topology: Topology,
+        mesh: Rc<Mesh>,
+        shard: Rc<RefCell<Shard>>,
+        mut cache: ShardCacheState,
+        repl: Option<repl::Repl>,
+    ) -> Rc<Core> {
+        for (name, t) in shard.borrow().tables.iter() {
             cache.table_added(name, t.id);
         }
         Rc::new(Core {
             topology,
-            shard: RefCell::new(shard),
+            shard,
             mesh,
             ddl_lock: Semaphore::new(1),
             scratch: RefCell::new(Vec::with_capacity(256)),
@@ -147,6 +191,29 @@ impl Core {
             acks: RefCell::new(AckQueue::default()),
             flusher: Cell::new(None),
             cache: RefCell::new(cache),
+            repl,
+            via: Cell::new(Via::default()),
+        })
+    }
+
+    /// Connects a replicated shard to its peers' transport.
+    pub fn set_peers(&self, peers: Rc<crate::peers::Peers>) {
+        if let Some(r) = &self.repl {
+            r.set_peers(peers);
+        }
+    }
+
+    pub fn is_replicated(&self) -> bool {
+        self.repl.is_some()
+    }
+
+    /// The peer transport's receiver: see `repl`.
+    pub fn peer_inbox(core: &Rc<Core>) -> crate::peers::Inbox {
+        let weak = Rc::downgrade(core);
+        Rc::new(move |from, batch| {
+            if let Some(core) = weak.upgrade() {
+                core.on_peer_batch(from, batch);
+            }
         })
     }
 
@@ -229,6 +296,10 @@ impl Core {
         }
         for w in ready.into_values().flatten() {
             w.wake();
+        }
+        // A group commit may release Raft's held messages and commit entries.
+        if let Some(r) = &self.repl {
+            r.kick();
         }
     }
 
@@ -392,20 +463,25 @@ impl Core {
                 name,
                 schema,
                 creation_time_ms,
-            } => {
-                let logged = self.create_table_here(&name, schema, creation_time_ms);
-                Answer::Done(self.logged_durable(logged).await)
-            }
-            Call::DeleteTable(name) => {
-                let logged = self.delete_table_here(&name);
-                Answer::Done(self.logged_durable(logged).await)
-            }
+            } => Answer::Done(
+                self.create_table_on_shard(&name, schema, creation_time_ms)
+                    .await,
+            ),
+            Call::DeleteTable(name) => Answer::Done(self.delete_table_on_shard(&name).await),
             Call::TableStats(name) => Answer::Stats(self.shard.borrow().table_stats(&name)),
             Call::ScanRange(range) => Answer::Scan(self.scan_local_durable(&range).await),
             Call::BatchGet {
                 tables,
                 budget_bytes,
-            } => Answer::BatchGet(self.batch_get_part(&tables, budget_bytes).await),
+            } => Answer::BatchGet(
+                async {
+                    if tables.iter().any(|t| t.consistent_read) {
+                        self.read_barrier().await?;
+                    }
+                    self.batch_get_part(&tables, budget_bytes).await
+                }
+                .await,
+            ),
             Call::Stats => Answer::Counters(self.shard_stats()),
         }
     }
@@ -444,6 +520,43 @@ impl Core {
 
     /// Executes a whole frame held in `bytes` here and returns the reply frame.
     async fn run_frame_bytes(self: &Rc<Self>, bytes: &[u8]) -> Vec<u8> {
+        self.run_frame_bytes_via(bytes, Via::default()).await
+    }
+
+    /// A frame a peer node passed to this shard (its leader, it thought).
+    async fn run_peer_frame(self: &Rc<Self>, bytes: &[u8]) -> Vec<u8> {
+        let via = Via {
+            peer: true,
+            ..Via::default()
+        };
+        self.run_frame_bytes_via(bytes, via).await
+    }
+
+    /// After a consistent read's barrier: the read (`opcode`, `body`) runs here.
+    fn after_barrier(self: &Rc<Self>, opcode: Opcode, id: u64, body: &[u8]) -> Outcome {
+        let mut frame = Vec::with_capacity(body.len() + 32);
+        write_frame(
+            &mut frame,
+            opcode,
+            FLAG_FORWARDED,
+            id,
+            self.shard_id(),
+            &[body],
+        );
+        let via = Via {
+            barrier_done: true,
+            ..self.via.get()
+        };
+        let core = self.clone();
+        Outcome::Later(Box::pin(async move {
+            match core.read_barrier().await {
+                Ok(()) => core.run_frame_bytes_via(&frame, via).await,
+                Err(e) => reply::frame_to_vec(opcode, id, Err(e)),
+            }
+        }))
+    }
+
+    async fn run_frame_bytes_via(self: &Rc<Self>, bytes: &[u8], via: Via) -> Vec<u8> {
         let mut out = Vec::new();
         let frame = match parse_frame(bytes) {
             Ok(Some((frame, _))) => frame,
@@ -453,7 +566,10 @@ impl Core {
                 return out;
             }
         };
-        match self.dispatch(frame, &mut out) {
+        self.via.set(via);
+        let outcome = self.dispatch(frame, &mut out);
+        self.via.set(Via::default());
+        match outcome {
             Outcome::Done | Outcome::Malformed => out,
             Outcome::Later(fut) => fut.await,
             Outcome::Durable { pos, start } => match self.durable(pos).await {
@@ -492,6 +608,23 @@ impl Core {
             Err(e) => reply::frame_to_vec(opcode, id, Err(e)),
         }
     }
+}
+
+/// The body of a reply frame another shard (or node) sent, or the error it carries.
+fn reply_body(reply: &[u8]) -> Result<&[u8], ApiError> {
+    let (frame, _) = parse_frame(reply)
+        .ok()
+        .flatten()
+        .ok_or_else(|| ApiError::internal("a shard answered with a corrupt frame"))?;
+    if frame.header.flags & FLAG_ERROR != 0 {
+        let e =
+            decode::<ErrorResponse>(frame.body).map_err(|e| ApiError::internal(e.to_string()))?;
+        return Err(ApiError::new(
+            ErrorCode::from_u16(e.code).unwrap_or(ErrorCode::InternalServerError),
+            e.message,
+        ));
+    }
+    Ok(frame.body)
 }
 
 /// A core as a [`Service`] for its transport.

@@ -41,6 +41,9 @@ impl Core {
         if let Some(owner) = self.route(hash, forwarded)? {
             return Ok(Outcome::Forward(owner));
         }
+        if self.needs_barrier(req.consistent_read) {
+            return Ok(self.after_barrier(Opcode::Query, id, body));
+        }
         shard.usable()?;
         // The whole request body is the cache key (ConsistentRead reads bypass it).
         let cached = !req.consistent_read;
@@ -238,6 +241,9 @@ impl Core {
         &self,
         range: &ScanRange,
     ) -> Result<ScanChunk, ApiError> {
+        if range.consistent {
+            self.read_barrier().await?;
+        }
         let (chunk, wait) = self.scan_local(range)?;
         if let Some(pos) = wait {
             self.durable(pos).await?;

@@ -421,6 +421,11 @@ impl<D: Disk + Clone> Store<D> {
         item_of_record(self.record_at(slot.loc), slot.loc, Some(key.len()))
     }
 
+    /// The id the next created table takes.
+    pub fn next_table_id(&self) -> u32 {
+        self.next_table_id
+    }
+
     pub fn table_id(&self, name: &str) -> Option<u32> {
         self.by_name.get(name).copied()
     }
