@@ -257,3 +257,102 @@ fn incomplete_keys_get_the_servers_error() {
     node.shutdown();
     node.join().unwrap();
 }
+
+/// `n` consecutive free loopback ports.
+fn free_ports(n: u16) -> u16 {
+    for _ in 0..200 {
+        let first = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+        let base = first.local_addr().unwrap().port();
+        if base.checked_add(n).is_some()
+            && (1..n).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok())
+        {
+            return base;
+        }
+    }
+    panic!("no run of {n} free ports");
+}
+
+#[test]
+fn tern_cluster_reports_nodes_leaders_and_lag() {
+    use std::collections::HashMap;
+    use tern_server::node::ClusterConfig;
+    let peer_ports: Vec<u16> = (0..3).map(|_| free_ports(2)).collect();
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut nodes: Vec<Option<Node>> = (0..3)
+        .map(|i| {
+            let mut cfg =
+                NodeConfig::for_tests(2, &format!("az-{}", ['a', 'b', 'c'][i]), dirs[i].path());
+            cfg.storage.store.replicated = true;
+            cfg.cluster = Some(ClusterConfig {
+                node: i as u64 + 1,
+                voters: vec![1, 2, 3],
+                peer_host: cfg.host,
+                peer_port: peer_ports[i],
+                peers: (0..3)
+                    .filter(|&j| j != i)
+                    .map(|j| {
+                        (
+                            j as u64 + 1,
+                            format!("127.0.0.1:{}", peer_ports[j]).parse().unwrap(),
+                        )
+                    })
+                    .collect::<HashMap<_, _>>(),
+                secret: b"a cluster secret for the cli test".to_vec(),
+            });
+            Some(Node::start(&cfg).expect("start node"))
+        })
+        .collect();
+    let eps: Vec<String> = nodes
+        .iter()
+        .map(|n| format!("127.0.0.1:{}", n.as_ref().unwrap().topology.shared_port))
+        .collect();
+    let all = eps.join(",");
+    let cluster = |nodes: &str| tern(&eps[0], &["cluster", "--nodes", nodes]).json();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut doc = cluster(&all);
+    while doc["shards"]
+        .as_array()
+        .is_none_or(|s| s.len() != 2 || s.iter().any(|s| s["leader"].is_null()))
+    {
+        assert!(std::time::Instant::now() < deadline, "no leaders: {doc}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        doc = cluster(&all);
+    }
+    let listed = doc["nodes"].as_array().unwrap();
+    assert_eq!(listed.len(), 3, "{doc}");
+    for (i, n) in listed.iter().enumerate() {
+        assert_eq!(n["up"], true, "{doc}");
+        assert_eq!(n["node"], i as u64 + 1, "{doc}");
+        assert_eq!(n["name"], format!("az-{}", ['a', 'b', 'c'][i]), "{doc}");
+        assert_eq!(n["pid"], std::process::id(), "{doc}");
+    }
+    for s in doc["shards"].as_array().unwrap() {
+        let replicas = s["replicas"].as_array().unwrap();
+        assert_eq!(replicas.len(), 3, "{doc}");
+        assert_eq!(
+            replicas.iter().filter(|r| r["role"] == "leader").count(),
+            1,
+            "{doc}"
+        );
+        for r in replicas {
+            for key in ["term", "commit", "applied", "last_index", "lag", "matched"] {
+                assert!(r[key].is_u64(), "{key} of {r} in {doc}");
+            }
+        }
+        assert!(s["term"].as_u64() >= Some(1), "{doc}");
+    }
+    // A stopped node is reported down; the others still answer.
+    let stopped = nodes[2].take().unwrap();
+    stopped.shutdown();
+    stopped.join().expect("stops cleanly");
+    let doc = cluster(&all);
+    let listed = doc["nodes"].as_array().unwrap();
+    assert_eq!(listed[2]["up"], false, "{doc}");
+    assert!(listed[2]["error"].is_string(), "{doc}");
+    assert_eq!(listed[0]["up"], true, "{doc}");
+    assert_eq!(
+        doc["shards"][0]["replicas"].as_array().unwrap().len(),
+        2,
+        "{doc}"
+    );
+}

@@ -31,7 +31,8 @@
 //!            "missing": "why"?}]}              // present when a side could not run
 //! ```
 //! Workload names: get_p16, set_p16, get_p1, get_p1_half_load, ycsb_a, ycsb_b, ycsb_c,
-//! durable_set.
+//! durable_set, durable_set_c1, replicated_set, replicated_set_c1, replicated_get_leader,
+//! replicated_get_all.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -72,6 +73,19 @@ pub struct Row {
     pub half_of_get_p1: bool,
     /// Needs a durable server (fsync before ack).
     pub durable: bool,
+    /// tern's side runs on the replicated local three-AZ cluster (durable; Redis's side
+    /// is `appendfsync always`): the load goes to node a (which leads the one shard each
+    /// node has) or to all three nodes in turn.
+    pub cluster: Option<Nodes>,
+}
+
+/// Which nodes of the cluster a cluster row drives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Nodes {
+    /// Node a alone: the leader.
+    Leader,
+    /// a, b and c in turn: reads served by every replica, writes passed to the leader.
+    All,
 }
 
 pub const ROWS: &[Row] = &[
@@ -83,6 +97,7 @@ pub const ROWS: &[Row] = &[
         depth: 16,
         half_of_get_p1: false,
         durable: false,
+        cluster: None,
     },
     Row {
         name: "set_p16",
@@ -92,6 +107,7 @@ pub const ROWS: &[Row] = &[
         depth: 16,
         half_of_get_p1: false,
         durable: false,
+        cluster: None,
     },
     Row {
         name: "get_p1",
@@ -101,6 +117,7 @@ pub const ROWS: &[Row] = &[
         depth: 1,
         half_of_get_p1: false,
         durable: false,
+        cluster: None,
     },
     Row {
         name: "get_p1_half_load",
@@ -110,6 +127,7 @@ pub const ROWS: &[Row] = &[
         depth: 1,
         half_of_get_p1: true,
         durable: false,
+        cluster: None,
     },
     Row {
         name: "ycsb_a",
@@ -119,6 +137,7 @@ pub const ROWS: &[Row] = &[
         depth: 1,
         half_of_get_p1: false,
         durable: false,
+        cluster: None,
     },
     Row {
         name: "ycsb_b",
@@ -128,6 +147,7 @@ pub const ROWS: &[Row] = &[
         depth: 1,
         half_of_get_p1: false,
         durable: false,
+        cluster: None,
     },
     Row {
         name: "ycsb_c",
@@ -137,6 +157,7 @@ pub const ROWS: &[Row] = &[
         depth: 1,
         half_of_get_p1: false,
         durable: false,
+        cluster: None,
     },
     Row {
         name: "durable_set",
@@ -146,6 +167,57 @@ pub const ROWS: &[Row] = &[
         depth: 1,
         half_of_get_p1: false,
         durable: true,
+        cluster: None,
+    },
+    Row {
+        name: "durable_set_c1",
+        workload: "set",
+        dist: "uniform",
+        connections: 1,
+        depth: 1,
+        half_of_get_p1: false,
+        durable: true,
+        cluster: None,
+    },
+    Row {
+        name: "replicated_set",
+        workload: "set",
+        dist: "uniform",
+        connections: 50,
+        depth: 1,
+        half_of_get_p1: false,
+        durable: true,
+        cluster: Some(Nodes::Leader),
+    },
+    Row {
+        name: "replicated_set_c1",
+        workload: "set",
+        dist: "uniform",
+        connections: 1,
+        depth: 1,
+        half_of_get_p1: false,
+        durable: true,
+        cluster: Some(Nodes::Leader),
+    },
+    Row {
+        name: "replicated_get_leader",
+        workload: "get",
+        dist: "uniform",
+        connections: 50,
+        depth: 1,
+        half_of_get_p1: false,
+        durable: true,
+        cluster: Some(Nodes::Leader),
+    },
+    Row {
+        name: "replicated_get_all",
+        workload: "get",
+        dist: "uniform",
+        connections: 50,
+        depth: 1,
+        half_of_get_p1: false,
+        durable: true,
+        cluster: Some(Nodes::All),
     },
 ];
 
@@ -157,6 +229,12 @@ pub const NOTES: &[&str] = &[
     "`durable_set`: tern with `--durability sync` (fdatasync before the acknowledgement, \
      group commit) against Redis with `--appendonly yes --appendfsync always` (fsync of \
      the AOF before the reply), each started fresh without a preload.",
+    "`replicated_*`: tern's local three-AZ cluster (`ternd --cores 1`: three node processes, \
+     every write durable on two of three before the acknowledgement, all three pinned to \
+     the server CPU) against Redis with `--appendfsync always`; `_leader` rows drive node a \
+     (the shard's leader), `replicated_get_all` spreads reads over the three replicas \
+     (eventually consistent reads, served by each). The get rows read keys the \
+     `replicated_get_leader` row preloaded through the leader.",
     "Both servers keep their files in fresh directories under `target/bench/` (the same \
      file system), removed after the run.",
 ];
@@ -213,6 +291,8 @@ impl Server {
 pub struct ServerProcess {
     child: Child,
     pub port: u16,
+    /// The local cluster's other nodes' client ports (a cluster's `port` is node a's).
+    pub others: Vec<u16>,
 }
 
 impl ServerProcess {
@@ -222,6 +302,61 @@ impl ServerProcess {
 
     pub fn target(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Every node of a cluster (`a,b,c`), or the one server.
+    pub fn all_targets(&self) -> String {
+        std::iter::once(self.port)
+            .chain(self.others.iter().copied())
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// `ternd --cores 1 --first-cpu CPU --port BASE --data-dir DIR` — the local
+    /// three-AZ cluster (durable), its three nodes pinned to `cpu`; waits for its
+    /// readiness line.
+    pub fn start_cluster(ternd: &Path, cpu: usize, dir: &Path) -> anyhow::Result<ServerProcess> {
+        let dir = std::path::absolute(dir)
+            .with_context(|| format!("making {} absolute", dir.display()))?;
+        let base = free_port_run(260)?;
+        let mut child = Command::new(ternd)
+            .args([
+                "--cores",
+                "1",
+                "--port",
+                &base.to_string(),
+                "--first-cpu",
+                &cpu.to_string(),
+                "--durability",
+                "sync",
+            ])
+            .arg("--data-dir")
+            .arg(&dir)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("starting {}", ternd.display()))?;
+        let stdout = child.stdout.take().context("ternd stdout")?;
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line)?;
+        let doc: Json = serde_json::from_str(line.trim()).with_context(|| {
+            format!("the cluster's first line is not its readiness JSON: {line:?}")
+        })?;
+        let ports: Vec<u16> = doc["nodes"]
+            .as_array()
+            .context("nodes")?
+            .iter()
+            .map(|n| n["shared_port"].as_u64().map(|p| p as u16))
+            .collect::<Option<_>>()
+            .context("shared_port")?;
+        let (&port, others) = ports.split_first().context("no nodes")?;
+        Ok(ServerProcess {
+            child,
+            port,
+            others: others.to_vec(),
+        })
     }
 
     /// `ternd --cores 1 --first-cpu CPU --port 0 --data-dir DIR --durability sync|none`;
@@ -238,6 +373,8 @@ impl ServerProcess {
             .with_context(|| format!("making {} absolute", dir.display()))?;
         let mut child = Command::new(ternd)
             .args([
+                "--replicas",
+                "1",
                 "--cores",
                 "1",
                 "--port",
@@ -260,7 +397,11 @@ impl ServerProcess {
         let doc: Json = serde_json::from_str(line.trim())
             .with_context(|| format!("ternd's first line is not its readiness JSON: {line:?}"))?;
         let port = doc["shared_port"].as_u64().context("shared_port")? as u16;
-        Ok(ServerProcess { child, port })
+        Ok(ServerProcess {
+            child,
+            port,
+            others: Vec::new(),
+        })
     }
 
     /// `redis-server` pinned with taskset, no persistence (or appendfsync always).
@@ -297,7 +438,11 @@ impl ServerProcess {
             .stderr(Stdio::inherit())
             .spawn()
             .context("starting redis-server under taskset")?;
-        let process = ServerProcess { child, port };
+        let process = ServerProcess {
+            child,
+            port,
+            others: Vec::new(),
+        };
         wait_for_redis(port)?;
         Ok(process)
     }
@@ -324,6 +469,22 @@ impl Drop for ServerProcess {
 fn free_port() -> anyhow::Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(l.local_addr()?.port())
+}
+
+/// The first of `n` consecutive free loopback ports (bound to check, then let go).
+fn free_port_run(n: u16) -> anyhow::Result<u16> {
+    for _ in 0..100 {
+        let first = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let base = first.local_addr()?.port();
+        if base.checked_add(n).is_none() {
+            continue;
+        }
+        let all = (1..n).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok());
+        if all {
+            return Ok(base);
+        }
+    }
+    bail!("no run of {n} free ports on 127.0.0.1")
 }
 
 /// PINGs until Redis answers PONG (5 s at most).
@@ -424,13 +585,50 @@ pub fn run_compare(cfg: &CompareConfig, command: &str) -> anyhow::Result<Json> {
         drop(process);
     }
     // The durable rows: each server started afresh in its durable mode, not preloaded.
-    for (i, row) in ROWS.iter().enumerate().filter(|(_, r)| r.durable) {
+    for (i, row) in ROWS
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.durable && r.cluster.is_none())
+    {
         for server in [Server::Tern, Server::Redis] {
             let outcome = start_server(cfg, server, true, scratch.path())
                 .map_err(|e| format!("{e:#}"))
                 .and_then(|process| {
                     measure(cfg, server, &process, row, None, None, duration, warmup)
                 });
+            report_progress(server, row, &outcome);
+            set_outcome(&mut outcomes[i], server, outcome);
+        }
+    }
+    // The cluster rows: one fresh cluster (and one fresh Redis with appendfsync
+    // always) for all of them, in order; the first get row preloads the keys.
+    for server in [Server::Tern, Server::Redis] {
+        let process = match server {
+            Server::Tern => {
+                let dir = tempfile::Builder::new()
+                    .prefix("tern-cluster-")
+                    .tempdir_in(scratch.path())
+                    .context("a data directory")?
+                    .keep();
+                ServerProcess::start_cluster(&cfg.ternd, cfg.server_cpu, &dir)
+                    .context("the local three-AZ cluster did not start")
+            }
+            Server::Redis => start_server(cfg, server, true, scratch.path()),
+        };
+        let process = match process {
+            Ok(p) => p,
+            Err(e) => {
+                for (i, _) in ROWS.iter().enumerate().filter(|(_, r)| r.cluster.is_some()) {
+                    set_outcome(&mut outcomes[i], server, Err(format!("{e:#}")));
+                }
+                continue;
+            }
+        };
+        let mut loaded = false;
+        for (i, row) in ROWS.iter().enumerate().filter(|(_, r)| r.cluster.is_some()) {
+            let load = (row.workload == "get" && !loaded).then_some(cfg.keys);
+            let outcome = measure(cfg, server, &process, row, None, load, duration, warmup);
+            loaded |= load.is_some() && outcome.is_ok();
             report_progress(server, row, &outcome);
             set_outcome(&mut outcomes[i], server, outcome);
         }
@@ -549,7 +747,11 @@ fn measure(
         scan_len_max: 100,
         seed: 0x7e57,
     };
-    let mut config = RunConfig::new(process.target(), protocol, workload);
+    let target = match (server, row.cluster) {
+        (Server::Tern, Some(Nodes::All)) => process.all_targets(),
+        _ => process.target(),
+    };
+    let mut config = RunConfig::new(target, protocol, workload);
     config.threads = 1;
     config.connections = row.connections;
     config.depth = row.depth;
@@ -767,7 +969,12 @@ pub fn report_markdown(report: &Json, command: &str) -> String {
             .unwrap_or(Json::Null)
     };
     for t in TARGETS {
-        let line = match num(&row(t.row), t.ratio) {
+        let r = row(t.row);
+        let figure = match t.side {
+            Some(side) => num(&r[side], t.ratio),
+            None => num(&r, t.ratio),
+        };
+        let line = match figure {
             Some(v) => {
                 let met = if t.at_least { v >= t.goal } else { v <= t.goal };
                 let verdict = if met { "met" } else { "not met" };
@@ -788,6 +995,13 @@ pub fn report_markdown(report: &Json, command: &str) -> String {
             md.push_str(&format!("* {what}: {v:.2} (reported, no goal)\n"));
         }
     }
+    let ops = |name: &str| num(&row(name)["tern"], "ops_per_sec");
+    if let (Some(all), Some(leader)) = (ops("replicated_get_all"), ops("replicated_get_leader")) {
+        md.push_str(&format!(
+            "* eventually consistent GET ops, three replicas ÷ the leader alone: {:.2} (reported; here the three nodes share one CPU)\n",
+            all / leader
+        ));
+    }
     md
 }
 
@@ -806,6 +1020,8 @@ struct Target {
     issue: &'static str,
     row: &'static str,
     ratio: &'static str,
+    /// Read `ratio` from this side of the row (an absolute figure) instead of the row.
+    side: Option<&'static str>,
     at_least: bool,
     goal: f64,
     goal_text: &'static str,
@@ -817,6 +1033,7 @@ const TARGETS: &[Target] = &[
         issue: "issue 4",
         row: "get_p16",
         ratio: "ratio_ops",
+        side: None,
         at_least: true,
         goal: 2.0,
         goal_text: "≥ 2",
@@ -826,6 +1043,7 @@ const TARGETS: &[Target] = &[
         issue: "issue 4",
         row: "get_p16",
         ratio: "ratio_cpu",
+        side: None,
         at_least: false,
         goal: 0.4,
         goal_text: "≤ 0.4",
@@ -835,6 +1053,7 @@ const TARGETS: &[Target] = &[
         issue: "issue 4",
         row: "get_p1",
         ratio: "ratio_ops",
+        side: None,
         at_least: true,
         goal: 1.0,
         goal_text: "≥ 1.0",
@@ -844,6 +1063,7 @@ const TARGETS: &[Target] = &[
         issue: "issue 4",
         row: "get_p1",
         ratio: "ratio_cpu",
+        side: None,
         at_least: false,
         goal: 0.8,
         goal_text: "≤ 0.8",
@@ -853,6 +1073,7 @@ const TARGETS: &[Target] = &[
         issue: "issue 4",
         row: "get_p1_half_load",
         ratio: "ratio_p99",
+        side: None,
         at_least: false,
         goal: 0.8,
         goal_text: "≤ 0.8",
@@ -862,9 +1083,30 @@ const TARGETS: &[Target] = &[
         issue: "storage issue 5",
         row: "durable_set",
         ratio: "ratio_ops",
+        side: None,
         at_least: true,
         goal: 2.0,
         goal_text: "≥ 2",
+    },
+    Target {
+        what: "replicated durable PUT ops at c50, tern's three AZs ÷ Redis appendfsync always",
+        issue: "issue 13",
+        row: "replicated_set",
+        ratio: "ratio_ops",
+        side: None,
+        at_least: true,
+        goal: 1.5,
+        goal_text: "≥ 1.5",
+    },
+    Target {
+        what: "replicated durable PUT p99 at c1, µs",
+        issue: "issue 13",
+        row: "replicated_set_c1",
+        ratio: "p99_us",
+        side: Some("tern"),
+        at_least: false,
+        goal: 1000.0,
+        goal_text: "< 1000",
     },
 ];
 
@@ -931,7 +1173,12 @@ mod tests {
                 "ycsb_a",
                 "ycsb_b",
                 "ycsb_c",
-                "durable_set"
+                "durable_set",
+                "durable_set_c1",
+                "replicated_set",
+                "replicated_set_c1",
+                "replicated_get_leader",
+                "replicated_get_all"
             ]
         );
         for row in rows {
@@ -952,6 +1199,21 @@ mod tests {
         assert!(md.contains("| get_p16 | 2.00 M | 1.00 M | 2.00 |"), "{md}");
         assert!(
             md.contains("| durable_set | 120 k | 50 k | 2.40 | 450.0 / 900.0 | 1800.0 / 3600.0 |"),
+            "{md}"
+        );
+        // The cluster rows' targets: an ops ratio and tern's own p99 (900 µs < 1 ms).
+        assert!(
+            md.contains("replicated durable PUT ops at c50, tern's three AZs ÷ Redis appendfsync always (issue 13): 2.40 (goal ≥ 1.5) — met"),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "replicated durable PUT p99 at c1, µs (issue 13): 900.00 (goal < 1000) — met"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains("three replicas ÷ the leader alone: 1.00"),
             "{md}"
         );
         assert!(

@@ -20,6 +20,33 @@ pub fn process_cpu_ns(pid: u32) -> io::Result<u64> {
     Ok(ticks_to_ns(utime + stime, sys::clock_ticks_per_sec()))
 }
 
+/// [`process_cpu_ns`] of `pid` and of every process below it (a supervisor's nodes:
+/// the local three-AZ cluster is `ternd` and its three children). A child that exits
+/// meanwhile takes its time with it; the runs measured here keep their processes.
+pub fn process_tree_cpu_ns(pid: u32) -> io::Result<u64> {
+    let mut total = process_cpu_ns(pid)?;
+    for child in children(pid) {
+        total += process_tree_cpu_ns(child).unwrap_or(0);
+    }
+    Ok(total)
+}
+
+/// The direct children of `pid` (`/proc/PID/task/*/children`).
+fn children(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|text| {
+            text.split_ascii_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}
+
 /// The calling thread's CPU time (CLOCK_THREAD_CPUTIME_ID), in ns.
 pub fn thread_cpu_ns() -> u64 {
     sys::cpu_clock_ns(libc::CLOCK_THREAD_CPUTIME_ID)

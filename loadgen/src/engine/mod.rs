@@ -377,7 +377,7 @@ pub fn run_detailed(config: &RunConfig) -> anyhow::Result<RunOutcome> {
     )
     .with_context(|| format!("setting up {} against {}", config.protocol, config.target))?;
     match proto {
-        AnyProtocol::Tern(p) => run_with(&p, config),
+        AnyProtocol::Tern(p) => run_with(&*p, config),
         AnyProtocol::Resp(p) => run_with(&p, config),
     }
 }
@@ -424,7 +424,7 @@ pub fn run_with<P: Protocol>(proto: &P, config: &RunConfig) -> anyhow::Result<Ru
                 ..
             },
             Some(pid),
-        ) => match cpu::process_cpu_ns(pid) {
+        ) => match cpu::process_tree_cpu_ns(pid) {
             Ok(end) => Some(end.saturating_sub(*start)),
             Err(e) => {
                 warnings.push(format!("reading the CPU time of server pid {pid}: {e}"));
@@ -752,7 +752,7 @@ fn run_phase<P: Protocol>(
     } = sink
         && phase.warmup.is_zero()
     {
-        *server_cpu_start = cpu::process_cpu_ns(*pid).ok();
+        *server_cpu_start = cpu::process_tree_cpu_ns(*pid).ok();
     }
 
     // The run: merge each boundary's recorders once every thread has sent its own.
@@ -780,7 +780,7 @@ fn run_phase<P: Protocol>(
         } = sink
             && epoch.elapsed() >= phase.warmup
         {
-            *start = cpu::process_cpu_ns(*pid).ok();
+            *start = cpu::process_tree_cpu_ns(*pid).ok();
         }
         let until_warmup = phase.warmup.saturating_sub(epoch.elapsed());
         let wait = if until_warmup.is_zero() {

@@ -176,7 +176,8 @@ impl FromStr for ProtocolKind {
 /// A protocol after setup, ready to be cloned into engine threads.
 #[derive(Debug, Clone)]
 pub enum AnyProtocol {
-    Tern(tern::Tern),
+    /// Boxed: the tern protocol's per-thread state is large, and this enum is built once.
+    Tern(Box<tern::Tern>),
     Resp(resp::Resp),
 }
 
@@ -189,7 +190,9 @@ impl AnyProtocol {
         timeout: std::time::Duration,
     ) -> anyhow::Result<AnyProtocol> {
         Ok(match kind {
-            ProtocolKind::Tern => AnyProtocol::Tern(tern::Tern::connect(target, model, timeout)?),
+            ProtocolKind::Tern => {
+                AnyProtocol::Tern(Box::new(tern::Tern::connect(target, model, timeout)?))
+            }
             ProtocolKind::Resp => AnyProtocol::Resp(resp::Resp::connect(target, model, timeout)?),
         })
     }

@@ -421,6 +421,11 @@ pub struct Tern {
     routed: Option<(u64, bool, u32)>,
     /// The one shard owning every partition, if so: no hashing needed.
     only_shard: Option<u32>,
+    /// Nodes of a replicated cluster given as the target (`a,b,c`): `endpoints` holds
+    /// each node's shard ports in turn, and ops go to the nodes in rotation (any node
+    /// takes any request: reads are served there, writes passed to the shard's leader).
+    nodes: usize,
+    next_node: usize,
 }
 
 impl std::fmt::Debug for ShapeHasher {
@@ -432,7 +437,34 @@ impl std::fmt::Debug for ShapeHasher {
 impl Tern {
     /// Says Hello to `target`, learns the topology and creates the tables `model` needs
     /// when they are missing (checking the key schema of existing ones).
+    /// A comma-separated target (`host:a,host:b,host:c`) names the nodes of one
+    /// replicated cluster: setup goes through the first, and ops rotate over all.
     pub fn connect(target: &str, model: KeyModel, timeout: Duration) -> anyhow::Result<Tern> {
+        let mut targets = target.split(',').map(str::trim).filter(|t| !t.is_empty());
+        let first = targets.next().context("an empty target")?;
+        let mut tern = Tern::connect_one(first, model, timeout)?;
+        for other in targets {
+            let addr = super::resolve(other)?;
+            let mut setup = SetupConn::open(addr, timeout)?;
+            let hello = encode(&HelloRequest {
+                client_name: "tern-loadgen".into(),
+            });
+            let body = setup
+                .call(Opcode::Hello, &hello)
+                .with_context(|| format!("Hello to {addr}"))?;
+            let topology: HelloResponse = decode(&body)
+                .map_err(|e| anyhow::anyhow!("undecodable Hello reply from {addr}: {e}"))?;
+            let node = Tern::from_topology(addr, &topology)?;
+            if node.partition_map != tern.partition_map {
+                bail!("{addr} has another partition map than {first}: not one cluster");
+            }
+            tern.endpoints.extend(node.endpoints);
+            tern.nodes += 1;
+        }
+        Ok(tern)
+    }
+
+    fn connect_one(target: &str, model: KeyModel, timeout: Duration) -> anyhow::Result<Tern> {
         let addr = super::resolve(target)?;
         let mut setup = SetupConn::open(addr, timeout)?;
         let hello = encode(&HelloRequest {
@@ -492,6 +524,8 @@ impl Tern {
             memo: None,
             text: OpText::default(),
             routed: None,
+            nodes: 1,
+            next_node: 0,
         })
     }
 
@@ -748,7 +782,12 @@ impl Protocol for Tern {
 
     #[inline]
     fn route(&mut self, op: &Op) -> usize {
-        self.prepare(op) as usize
+        let shard = self.prepare(op) as usize;
+        if self.nodes == 1 {
+            return shard;
+        }
+        self.next_node = (self.next_node + 1) % self.nodes;
+        self.next_node * (self.endpoints.len() / self.nodes) + shard
     }
 
     fn encode(&mut self, op: &Op, request_id: u64, out: &mut Vec<u8>) {
