@@ -82,8 +82,8 @@ struct Args {
     /// stay under `ulimit -l`.
     #[arg(long, default_value_t = 1024)]
     io_memory_kib: usize,
-    /// Node name reported to clients.
-    #[arg(long, default_value = "local-a")]
+    /// Node name reported to clients (a cluster node's default: az-AZ).
+    #[arg(long, default_value = DEFAULT_NODE_ID)]
     node_id: String,
     /// Data directory: shard k keeps its log and checkpoints in DATA_DIR/shard-k.
     #[arg(long, default_value = "./data")]
@@ -133,6 +133,8 @@ struct Args {
     #[arg(long, hide = true)]
     index_key_bytes_max: Option<u64>,
 }
+
+const DEFAULT_NODE_ID: &str = "local-a";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Mode {
@@ -209,6 +211,11 @@ fn main() -> anyhow::Result<()> {
         Some(Mode::Node) => Some(cluster_config(&args)?),
         None => None,
     };
+    // A cluster node is named after its AZ unless told otherwise.
+    let node_id = match (args.az, args.node_id.as_str()) {
+        (Some(az), DEFAULT_NODE_ID) if cluster.is_some() => format!("az-{az}"),
+        _ => args.node_id.clone(),
+    };
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     // An existing data directory fixes the shard count (its partition map depends on it).
     let shards = args
@@ -234,7 +241,7 @@ fn main() -> anyhow::Result<()> {
         net: args.net,
         io_memory_bytes: args.io_memory_kib * 1024,
         bind_retry: Duration::from_millis(args.bind_retry_ms),
-        node_id: args.node_id,
+        node_id,
         storage: StorageConfig {
             data_dir: args.data_dir.clone(),
             store: StoreConfig {

@@ -37,6 +37,13 @@ WORK="$(mktemp -d /tmp/tern-partition.XXXXXX)"
 PIDS=(0 0 0)
 
 cleanup() {
+    local status=$?
+    if [ "$status" -ne 0 ]; then
+        for az in "${NODES[@]}"; do
+            echo "---- node $az (tail of its log)" >&2
+            tail -n 20 "$WORK/$az.err" >&2 2>/dev/null || true
+        done
+    fi
     for pid in "${PIDS[@]}"; do
         [ "$pid" -ne 0 ] && kill -9 "$pid" 2>/dev/null || true
     done

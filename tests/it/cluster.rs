@@ -61,6 +61,13 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn start(cores: usize) -> Cluster {
+        let c = Cluster::start_unsettled(cores);
+        c.wait_leaders();
+        c
+    }
+
+    /// Starts the three nodes without waiting for the first elections.
+    pub fn start_unsettled(cores: usize) -> Cluster {
         let secret_dir = tempfile::tempdir().unwrap();
         let secret = secret_dir.path().join("secret");
         std::fs::write(&secret, "a-test-cluster-secret-of-some-length\n").unwrap();
@@ -78,7 +85,6 @@ impl Cluster {
         for i in 0..3 {
             c.start_node(i);
         }
-        c.wait_leaders();
         c
     }
 
@@ -314,6 +320,29 @@ fn writes_through_any_node_reach_every_replica_and_strong_reads_see_them_anywher
     cluster.wait_converged();
     for c in clients.iter_mut() {
         assert!(c.describe_table("repl").is_err());
+    }
+}
+
+/// DDL sent before the first elections: each shard's part waits for a leader, and when
+/// the node that coordinates it becomes that leader meanwhile, runs the part itself.
+/// (It once ran it as a client's CreateTable, which waited for the DDL lock its own
+/// coordinator held: the request never returned.)
+#[test]
+fn ddl_sent_before_the_first_election_completes() {
+    for round in 0..3 {
+        let cluster = Cluster::start_unsettled(1);
+        let started = Instant::now();
+        let mut c = cluster.client(round % 3);
+        create(&mut c, "early");
+        assert!(started.elapsed() < SETTLE, "round {round}");
+        c.put_item("early", &kv("k", 1)).unwrap();
+        assert_eq!(
+            c.get_item("early", &key("k"), true)
+                .unwrap()
+                .as_ref()
+                .and_then(value_of),
+            Some(1)
+        );
     }
 }
 

@@ -453,8 +453,10 @@ impl Core {
             return Err(not_leader(repl.shard, 0));
         }
         if leader == repl.node {
-            // Elected here meanwhile.
-            return Ok(self.run_frame_bytes(&frame).await);
+            // Elected here meanwhile: run it as the leader runs a frame a peer passed it
+            // (a DDL part is this shard's only — as a client's CreateTable it would take
+            // the DDL lock its coordinator holds).
+            return Ok(self.run_peer_frame(&frame).await);
         }
         if !peers.connected(leader) {
             return Err(ApiError::new(
