@@ -26,8 +26,9 @@ use tern_protocol::keys::{KeyRef, partition_hash, partition_of};
 use tern_protocol::limits::FRAME_BODY_MAX_BYTES;
 pub use tern_protocol::messages::{
     BatchGetItemRequest, BatchGetItemResponse, BatchWriteItemRequest, BatchWriteItemResponse,
-    Counter, HelloResponse, KeysAndAttributes, ListTablesRequest, ListTablesResponse, PageResponse,
-    QueryRequest, ReturnValues, ScanRequest, ShardStats, SortKeyCondition, StatsRequest,
+    Counter, HelloResponse, KeysAndAttributes, ListTablesRequest, ListTablesResponse,
+    MembershipChange, MembershipRequest, MembershipResponse, PageResponse, QueryRequest,
+    ReturnValues, ScanRequest, ShardStats, ShardVoters, SortKeyCondition, StatsRequest,
     StatsResponse, TableDescription, TableItems, TableStatus, TableWriteRequests, WriteRequest,
 };
 use tern_protocol::messages::{
@@ -294,6 +295,13 @@ impl Client {
     /// Counters of every shard of the node.
     pub fn stats(&mut self) -> Result<StatsResponse> {
         decode_body(self.call(None, Opcode::Stats, &encode(&StatsRequest::default()))?)
+    }
+
+    /// Adds or removes one voter of every shard's group (a replicated cluster); returns
+    /// each shard's voters afterwards.
+    pub fn change_membership(&mut self, change: MembershipChange) -> Result<MembershipResponse> {
+        let body = encode(&MembershipRequest { change });
+        decode_body(self.call(None, Opcode::ChangeMembership, &body)?)
     }
 
     pub fn list_tables(&mut self, req: &ListTablesRequest) -> Result<ListTablesResponse> {

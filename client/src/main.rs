@@ -11,8 +11,8 @@ mod cluster;
 use clap::{Parser, Subcommand};
 use serde_json::{Value as Json, json};
 use tern_client::{
-    Client, ClientConfig, Error, Item, KeyAttr, KeySchema, Page, QueryRequest, ReturnValues,
-    ScalarType, ScanRequest, SortKeyCondition, TableDescription, Value,
+    Client, ClientConfig, Error, Item, KeyAttr, KeySchema, MembershipChange, Page, QueryRequest,
+    ReturnValues, ScalarType, ScanRequest, SortKeyCondition, TableDescription, Value,
 };
 use tern_protocol::json::{item_from_json, item_to_json, value_from_json};
 
@@ -48,6 +48,13 @@ enum Command {
     ListTables,
     /// Counters of every shard: one JSON object with `total` (sums) and `shards`.
     Stats,
+    /// Add a voter to every shard's group: the AZ of a node started empty (`ternd node
+    /// --initial-voters ...`) and its first peer port, AZ=IP:PEER_PORT. It catches up
+    /// from the leaders (by snapshot when their logs no longer reach back).
+    AddVoter { node: String },
+    /// Remove a voter (by AZ letter) from every shard's group, e.g. a dead node being
+    /// replaced. Remove the dead one first, then add its replacement.
+    RemoveVoter { az: char },
     /// A replicated cluster's state: nodes (up or down, pid) and per shard its leader,
     /// term, and each replica's commit/applied index and lag. Asks each node listed.
     Cluster {
@@ -279,6 +286,25 @@ fn run(cli: Cli) -> Result<Json, Error> {
         }
         Command::ListTables => json!({"TableNames": client.list_all_tables()?}),
         Command::Stats => stats_json(&client.stats()?),
+        Command::AddVoter { node } => {
+            let bad = || {
+                Error::Invalid(format!(
+                    "{node:?}: expected AZ=IP:PEER_PORT, e.g. d=10.0.0.4:7050"
+                ))
+            };
+            let (az, addr) = node.split_once('=').ok_or_else(bad)?;
+            let mut chars = az.chars();
+            let (Some(az), None) = (chars.next(), chars.next()) else {
+                return Err(bad());
+            };
+            membership_json(&client.change_membership(MembershipChange::AddVoter {
+                node: az_node(az)?,
+                peer_address: addr.to_owned(),
+            })?)
+        }
+        Command::RemoveVoter { az } => membership_json(
+            &client.change_membership(MembershipChange::RemoveVoter { node: az_node(az)? })?,
+        ),
         // (Answered before connecting, above; kept for the match to be whole.)
         Command::Cluster { nodes } => cluster::status(&nodes, client_timeout),
         Command::DescribeTable { name } => {
@@ -387,6 +413,22 @@ fn run(cli: Cli) -> Result<Json, Error> {
             })?
         }
     })
+}
+
+/// An AZ letter's node id: a is 1, b is 2, ...
+fn az_node(az: char) -> Result<u64, Error> {
+    if az.is_ascii_lowercase() {
+        Ok(az as u64 - 'a' as u64 + 1)
+    } else {
+        Err(Error::Invalid(format!(
+            "an AZ is a lower-case letter, not {az:?}"
+        )))
+    }
+}
+
+/// `{"Shards": [{"Shard": k, "Voters": [node, ...]}]}`.
+fn membership_json(resp: &tern_client::MembershipResponse) -> Json {
+    json!({"Shards": resp.shards.iter().map(|s| json!({"Shard": s.shard, "Voters": s.voters})).collect::<Vec<_>>()})
 }
 
 /// `{"total": {name: sum over shards}, "shards": [{"shard": k, name: value, ...}]}`.

@@ -272,35 +272,81 @@ fn free_ports(n: u16) -> u16 {
     panic!("no run of {n} free ports");
 }
 
+/// Cluster node `i` (AZ a, b, c, d, ... = id i + 1) of 2 shards in `dir`, its peers
+/// being `peers` (index → first peer port), its bootstrap voters `voters`; a Raft log
+/// that keeps 16 applied entries, so a node that joins late catches up by snapshot.
+fn cluster_node(
+    i: usize,
+    dir: &std::path::Path,
+    peer_ports: &[(usize, u16)],
+    voters: &[u64],
+) -> Node {
+    use tern_server::node::ClusterConfig;
+    let az = (b'a' + i as u8) as char;
+    let mut cfg = NodeConfig::for_tests(2, &format!("az-{az}"), dir);
+    cfg.storage.store.replicated = true;
+    cfg.storage.store.raft_retained_entries = 16;
+    let me = peer_ports
+        .iter()
+        .find(|(j, _)| *j == i)
+        .expect("own port")
+        .1;
+    cfg.cluster = Some(ClusterConfig {
+        node: i as u64 + 1,
+        voters: voters.to_vec(),
+        peer_host: cfg.host,
+        peer_port: me,
+        peers: peer_ports
+            .iter()
+            .filter(|(j, _)| *j != i)
+            .map(|&(j, p)| (j as u64 + 1, format!("127.0.0.1:{p}").parse().unwrap()))
+            .collect(),
+        secret: b"a cluster secret for the cli test".to_vec(),
+    });
+    Node::start(&cfg).expect("start node")
+}
+
+fn endpoint(n: &Node) -> String {
+    format!("127.0.0.1:{}", n.topology.shared_port)
+}
+
+/// Polls `tern cluster --nodes NODES` until `done` holds (30 s at most).
+fn cluster_until(via: &str, nodes: &str, done: impl Fn(&Json) -> bool) -> Json {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let doc = tern(via, &["cluster", "--nodes", nodes]).json();
+        if done(&doc) {
+            return doc;
+        }
+        assert!(std::time::Instant::now() < deadline, "never: {doc}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+fn leaders_known(doc: &Json) -> bool {
+    doc["shards"]
+        .as_array()
+        .is_some_and(|s| s.len() == 2 && s.iter().all(|s| !s["leader"].is_null()))
+}
+
+/// Every listed replica of every shard has applied what its leader committed.
+fn caught_up(doc: &Json) -> bool {
+    leaders_known(doc)
+        && doc["shards"].as_array().unwrap().iter().all(|s| {
+            s["replicas"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|r| r["applied"] == s["commit"])
+        })
+}
+
 #[test]
 fn tern_cluster_reports_nodes_leaders_and_lag() {
-    use std::collections::HashMap;
-    use tern_server::node::ClusterConfig;
-    let peer_ports: Vec<u16> = (0..3).map(|_| free_ports(2)).collect();
+    let peer_ports: Vec<(usize, u16)> = (0..3).map(|i| (i, free_ports(2))).collect();
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let mut nodes: Vec<Option<Node>> = (0..3)
-        .map(|i| {
-            let mut cfg =
-                NodeConfig::for_tests(2, &format!("az-{}", ['a', 'b', 'c'][i]), dirs[i].path());
-            cfg.storage.store.replicated = true;
-            cfg.cluster = Some(ClusterConfig {
-                node: i as u64 + 1,
-                voters: vec![1, 2, 3],
-                peer_host: cfg.host,
-                peer_port: peer_ports[i],
-                peers: (0..3)
-                    .filter(|&j| j != i)
-                    .map(|j| {
-                        (
-                            j as u64 + 1,
-                            format!("127.0.0.1:{}", peer_ports[j]).parse().unwrap(),
-                        )
-                    })
-                    .collect::<HashMap<_, _>>(),
-                secret: b"a cluster secret for the cli test".to_vec(),
-            });
-            Some(Node::start(&cfg).expect("start node"))
-        })
+        .map(|i| Some(cluster_node(i, dirs[i].path(), &peer_ports, &[1, 2, 3])))
         .collect();
     let eps: Vec<String> = nodes
         .iter()
@@ -354,5 +400,127 @@ fn tern_cluster_reports_nodes_leaders_and_lag() {
         doc["shards"][0]["replicas"].as_array().unwrap().len(),
         2,
         "{doc}"
+    );
+}
+
+/// Replacing a dead node with an empty one: remove the dead voter, start the new node
+/// (knowing the cluster's first voters), add it; it catches up by snapshot (the logs
+/// keep 16 entries), serves every write made before, and the group survives losing
+/// another of its original nodes afterwards.
+#[test]
+fn a_dead_node_is_replaced_by_an_empty_one() {
+    use tern_client::{Client, Item, KeyAttr, KeySchema, ScalarType, Value};
+    let peer_ports: Vec<(usize, u16)> = (0..4).map(|i| (i, free_ports(2))).collect();
+    let dirs: Vec<tempfile::TempDir> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut nodes: Vec<Option<Node>> = (0..3)
+        .map(|i| {
+            Some(cluster_node(
+                i,
+                dirs[i].path(),
+                &peer_ports[..3],
+                &[1, 2, 3],
+            ))
+        })
+        .collect();
+    let eps: Vec<String> = nodes
+        .iter()
+        .map(|n| endpoint(n.as_ref().unwrap()))
+        .collect();
+    cluster_until(&eps[0], &eps.join(","), leaders_known);
+    let item = |n: u64| {
+        Item::from_attrs([
+            ("id".to_owned(), Value::S(format!("k{n}"))),
+            ("v".to_owned(), Value::N(n.into())),
+        ])
+    };
+    let key = |n: u64| Item::from_attrs([("id".to_owned(), Value::S(format!("k{n}")))]);
+    let mut a = Client::connect(&eps[0]).unwrap();
+    a.create_table(
+        "repl",
+        KeySchema {
+            partition: KeyAttr {
+                name: "id".into(),
+                ty: ScalarType::S,
+            },
+            sort: None,
+        },
+    )
+    .unwrap();
+    for n in 0..100 {
+        a.put_item("repl", &item(n)).unwrap();
+    }
+    // Node c dies for good.
+    let c = nodes[2].take().unwrap();
+    c.shutdown();
+    c.join().unwrap();
+    let removed = tern(&eps[0], &["remove-voter", "c"]).json();
+    for s in removed["Shards"].as_array().unwrap() {
+        assert_eq!(s["Voters"], json!([1, 2]), "{removed}");
+    }
+    // Writes go on with two voters.
+    for n in 100..120 {
+        a.put_item("repl", &item(n)).unwrap();
+    }
+    // Node d starts empty, knowing the first voters and where a and b are.
+    let d = cluster_node(
+        3,
+        dirs[3].path(),
+        &[peer_ports[0], peer_ports[1], peer_ports[3]],
+        &[1, 2, 3],
+    );
+    let ep_d = endpoint(&d);
+    let added = tern(
+        &eps[1],
+        &["add-voter", &format!("d=127.0.0.1:{}", peer_ports[3].1)],
+    )
+    .json();
+    for s in added["Shards"].as_array().unwrap() {
+        assert_eq!(s["Voters"], json!([1, 2, 4]), "{added}");
+    }
+    // Retrying is harmless: the voter is there already.
+    let again = tern(&eps[0], &["remove-voter", "c"]).json();
+    assert_eq!(again["Shards"][0]["Voters"], json!([1, 2, 4]), "{again}");
+    let abd = format!("{},{},{ep_d}", eps[0], eps[1]);
+    cluster_until(&eps[0], &abd, caught_up);
+    // d holds every write, from its own store (eventually consistent reads there).
+    let mut dc = Client::connect(&ep_d).unwrap();
+    for n in 0..120 {
+        let got = dc.get_item("repl", &key(n), false).unwrap();
+        assert_eq!(got, Some(item(n)), "k{n} on node d");
+    }
+    let d_stats = tern(&ep_d, &["stats"]).json();
+    assert!(
+        d_stats["total"]["RaftFirstIndex"].as_u64() > Some(2),
+        "d caught up by snapshot, not by replaying from entry 1: {d_stats}"
+    );
+    // The new group {a, b, d} survives losing a.
+    let a_node = nodes[0].take().unwrap();
+    a_node.shutdown();
+    a_node.join().unwrap();
+    let mut b = Client::connect(&eps[1]).unwrap();
+    for n in 120..130 {
+        b.put_item("repl", &item(n)).unwrap();
+        assert_eq!(dc.get_item("repl", &key(n), true).unwrap(), Some(item(n)));
+    }
+    drop(d);
+}
+
+#[test]
+fn membership_changes_need_a_cluster() {
+    let (node, _data) = start_node();
+    let ep = format!("127.0.0.1:{}", node.topology.shared_port);
+    let run = tern(&ep, &["remove-voter", "c"]);
+    assert_ne!(run.code, 0);
+    assert!(
+        run.stderr.starts_with("ValidationException:") && run.stderr.contains("--replicas 1"),
+        "{}",
+        run.stderr
+    );
+    let run = tern(&ep, &["add-voter", "d=not-an-address"]);
+    assert_ne!(run.code, 0);
+    assert!(
+        run.stderr.starts_with("ValidationException:"),
+        "{}",
+        run.stderr
     );
 }

@@ -51,10 +51,12 @@ pub enum Opcode {
     BatchWriteItem = 12,
     /// Per-shard counters (storage now; cache with the cache).
     Stats = 13,
+    /// Adds or removes one voter of every shard's Raft group (a replicated cluster).
+    ChangeMembership = 14,
 }
 
 impl Opcode {
-    pub const ALL: [Opcode; 13] = [
+    pub const ALL: [Opcode; 14] = [
         Opcode::Hello,
         Opcode::CreateTable,
         Opcode::DeleteTable,
@@ -68,6 +70,7 @@ impl Opcode {
         Opcode::BatchGetItem,
         Opcode::BatchWriteItem,
         Opcode::Stats,
+        Opcode::ChangeMembership,
     ];
 
     pub fn from_u8(raw: u8) -> Option<Opcode> {
@@ -89,6 +92,7 @@ impl Opcode {
             Opcode::BatchGetItem => "BatchGetItem",
             Opcode::BatchWriteItem => "BatchWriteItem",
             Opcode::Stats => "Stats",
+            Opcode::ChangeMembership => "ChangeMembership",
         }
     }
 }

@@ -306,6 +306,35 @@ pub struct StatsResponse {
 }
 
 // ---------------------------------------------------------------------------------------
+// Membership (a replicated cluster)
+
+/// One change to every shard's group: add a voter (a node started empty, reachable for
+/// its peers at `peer_address` — its first peer port; shard k listens on it + k) or
+/// remove one.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub enum MembershipChange {
+    AddVoter { node: u64, peer_address: String },
+    RemoveVoter { node: u64 },
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct MembershipRequest {
+    pub change: MembershipChange,
+}
+
+/// Each shard's voters once the change is applied there.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ShardVoters {
+    pub shard: u32,
+    pub voters: Vec<u64>,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
+pub struct MembershipResponse {
+    pub shards: Vec<ShardVoters>,
+}
+
+// ---------------------------------------------------------------------------------------
 // Items
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]

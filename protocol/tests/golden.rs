@@ -525,6 +525,22 @@ fn archived_sizes_match_the_field_tables() {
         ("Counter", size_of::<ArchivedCounter>(), 16),
         ("ShardStats", size_of::<ArchivedShardStats>(), 12),
         ("StatsResponse", size_of::<ArchivedStatsResponse>(), 8),
+        (
+            "MembershipChange",
+            size_of::<ArchivedMembershipChange>(),
+            17,
+        ),
+        (
+            "MembershipRequest",
+            size_of::<ArchivedMembershipRequest>(),
+            17,
+        ),
+        ("ShardVoters", size_of::<ArchivedShardVoters>(), 12),
+        (
+            "MembershipResponse",
+            size_of::<ArchivedMembershipResponse>(),
+            8,
+        ),
         ("ReturnValues", size_of::<ArchivedReturnValues>(), 1),
         ("PutItemRequest", size_of::<ArchivedPutItemRequest>(), 17),
         ("GetItemRequest", size_of::<ArchivedGetItemRequest>(), 17),

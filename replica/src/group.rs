@@ -52,6 +52,10 @@ pub struct Progress {
     pub reads: Vec<(u64, u64)>,
     /// The store holds appended records that must be made durable (run the flusher).
     pub needs_flush: bool,
+    /// Membership changes applied, with their context (see [`Output::conf_changes`]).
+    ///
+    /// [`Output::conf_changes`]: crate::replica::Output::conf_changes
+    pub conf_changes: Vec<raft::eraftpb::ConfChangeV2>,
 }
 
 /// A shard's replica over its store.
@@ -154,6 +158,7 @@ impl<D: Disk + Clone, S: SharedStore<D>> Group<D, S> {
             }
             p.resolved.extend(out.resolved);
             p.reads.extend(out.reads);
+            p.conf_changes.extend(out.conf_changes);
         }
         p.needs_flush = !self.persisting.is_empty();
         Ok(p)

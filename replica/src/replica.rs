@@ -95,6 +95,9 @@ pub struct Output {
     /// Linearizable reads ready: (token, read index). Serve the read once the state
     /// machine has applied through the index.
     pub reads: Vec<(u64, u64)>,
+    /// Membership changes applied (in `committed` order), with their context: the
+    /// transport learns a new member's address from it.
+    pub conf_changes: Vec<ConfChangeV2>,
 }
 
 impl Output {
@@ -105,6 +108,7 @@ impl Output {
             && self.resolved.is_empty()
             && self.reads.is_empty()
             && self.snapshot.is_none()
+            && self.conf_changes.is_empty()
     }
 }
 
@@ -419,6 +423,7 @@ impl<L: ReplicaLog> Replica<L> {
                     .apply_conf_change(&cc)
                     .map_err(|err| LogError(format!("applying a configuration change: {err}")))?;
                 self.node.mut_store().set_conf_state(&cs, e.index)?;
+                out.conf_changes.push(cc);
                 Vec::new()
             }
             None => e.data.to_vec(),

@@ -49,6 +49,11 @@ struct Args {
     /// b=10.0.0.2:7050,c=10.0.0.3:7050); shard k of a node accepts peers on PEER_PORT+k.
     #[arg(long, value_delimiter = ',')]
     peers: Vec<String>,
+    /// `node` joining an existing cluster (a replacement started on an empty data
+    /// directory): the AZs the cluster was first started with, e.g. a,b,c. Its shards
+    /// then wait to be added (`tern add-voter`) and catch up from the leaders.
+    #[arg(long, value_delimiter = ',')]
+    initial_voters: Vec<char>,
     /// `node`: the first port this node accepts its peers on (shard k: PEER_PORT+k).
     #[arg(long)]
     peer_port: Option<u16>,
@@ -401,8 +406,16 @@ fn cluster_config(args: &Args) -> anyhow::Result<ClusterConfig> {
             tern_replica::peer::SECRET_MIN_BYTES
         );
     }
-    let mut voters: Vec<u64> = peers.keys().copied().chain([node]).collect();
+    let mut voters: Vec<u64> = if args.initial_voters.is_empty() {
+        peers.keys().copied().chain([node]).collect()
+    } else {
+        args.initial_voters
+            .iter()
+            .map(|&a| az_node(a))
+            .collect::<anyhow::Result<_>>()?
+    };
     voters.sort_unstable();
+    voters.dedup();
     Ok(ClusterConfig {
         node,
         voters,

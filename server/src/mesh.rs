@@ -46,6 +46,8 @@ pub enum Call {
     },
     /// The target's counters.
     Stats,
+    /// The target's part of a ChangeMembership.
+    Membership(tern_protocol::messages::MembershipRequest),
 }
 
 /// A Scan step: index keys in `(lower, upper)`, as many as the page's `budget` admits.
@@ -79,6 +81,8 @@ pub enum Answer {
     /// A BatchGetItem part and the budget it left.
     BatchGet(Result<(tern_protocol::messages::BatchGetItemResponse, usize), ApiError>),
     Counters(tern_protocol::messages::ShardStats),
+    /// A shard's voters after a membership change.
+    Voters(Result<Vec<u64>, ApiError>),
 }
 
 #[derive(Debug)]

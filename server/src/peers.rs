@@ -84,6 +84,9 @@ struct Outbox {
 /// The running transport of one node.
 pub struct Peers {
     cfg: PeerConfig,
+    /// The members now: `cfg.peers` at start, then as membership changes add and
+    /// remove them ([`Peers::add_peer`], [`Peers::remove_peer`]).
+    members: RefCell<HashMap<u64, SocketAddr>>,
     outboxes: RefCell<HashMap<u64, Outbox>>,
     stats: Cell<PeerStats>,
     inbox: Inbox,
@@ -134,6 +137,7 @@ impl Peers {
             })
             .collect();
         let peers = Rc::new(Peers {
+            members: RefCell::new(cfg.peers.clone()),
             cfg,
             outboxes: RefCell::new(outboxes),
             stats: Cell::new(PeerStats::default()),
@@ -168,6 +172,52 @@ impl Peers {
 
     pub fn stats(&self) -> PeerStats {
         self.stats.get()
+    }
+
+    /// A new member (a membership change added it): queue for it, and dial it if this
+    /// node has the lower id. Nothing if it is this node or already a member there.
+    pub fn add_peer(self: &Rc<Self>, id: u64, addr: SocketAddr) {
+        if id == self.cfg.id || self.is_closing() {
+            return;
+        }
+        if let Some(old) = self.members.borrow_mut().insert(id, addr) {
+            // Already a member: its dial loop (if any) reads the address each round.
+            if old != addr {
+                tracing::warn!("peer {id} moved from {old} to {addr}");
+            }
+            return;
+        }
+        self.outboxes
+            .borrow_mut()
+            .entry(id)
+            .or_insert_with(|| Outbox {
+                queue: VecDeque::new(),
+                bytes: 0,
+                ready: Rc::new(glommio::sync::Semaphore::new(0)),
+                connected: false,
+            });
+        if id > self.cfg.id {
+            let p = self.clone();
+            if let Err(e) = self.spawn(async move { p.dial_loop(id).await }) {
+                warn!("peer {id}: could not start dialling it: {e}");
+            }
+        }
+    }
+
+    /// A member removed: nothing more is queued for it, its connection ends, and it is
+    /// refused from now on.
+    pub fn remove_peer(&self, id: u64) {
+        self.members.borrow_mut().remove(&id);
+        if let Some(out) = self.outboxes.borrow_mut().remove(&id) {
+            out.ready.close();
+        }
+    }
+
+    /// The members' ids (this node's excluded).
+    pub fn members(&self) -> Vec<u64> {
+        let mut ids: Vec<u64> = self.members.borrow().keys().copied().collect();
+        ids.sort_unstable();
+        ids
     }
 
     /// Whether an authenticated connection to `peer` is up.
@@ -258,7 +308,7 @@ impl Peers {
     async fn accept_handshake(&self, mut stream: TcpStream) -> io::Result<(Session, TcpStream)> {
         stream.set_nodelay(true)?;
         let acceptor = Acceptor::new(&self.cfg.secret, self.cfg.id, random_nonce()?);
-        let peers = &self.cfg.peers;
+        let peers = &self.members;
         let session = with_timeout(PEER_HANDSHAKE_TIMEOUT_MS, async {
             stream.write_all(&acceptor.hello()).await?;
             let mut auth = [0u8; AUTH_LEN];
@@ -266,7 +316,7 @@ impl Peers {
             // Only lower ids dial this node.
             let me = self.cfg.id;
             let (proof, session) = acceptor
-                .auth(&auth, |id| id < me && peers.contains_key(&id))
+                .auth(&auth, |id| id < me && peers.borrow().contains_key(&id))
                 .map_err(peer_io)?;
             stream.write_all(&proof).await?;
             Ok(session)
@@ -276,9 +326,13 @@ impl Peers {
     }
 
     async fn dial_loop(self: Rc<Self>, peer: u64) {
-        let addr = self.cfg.peers[&peer];
         let mut backoff = PEER_REDIAL_MIN_MS;
         loop {
+            // A removed member is dialled no more (and one whose address changed is
+            // dialled at the new one).
+            let Some(addr) = self.members.borrow().get(&peer).copied() else {
+                return;
+            };
             let Some(dialled) = self.unless_closed(self.dial(peer, addr)).await else {
                 return;
             };

@@ -13,7 +13,8 @@
 //! The operations live by family in submodules, each an `impl Core` block: `tables`
 //! (Hello, DDL, DescribeTable, ListTables, Stats), `items` (PutItem, GetItem, DeleteItem and
 //! the cached read path), `query_scan`, `batch`; every item write goes through `write`,
-//! the one seam replication proposes at. This module keeps what they share:
+//! the one seam replication proposes at; `repl` drives the shard's Raft group and
+//! `membership` changes its voters. This module keeps what they share:
 //! decoding and routing, forwarding, the durability waits and the transport seam.
 //!
 //! The GetItem path decodes nothing it does not need: the request body and key are read
@@ -45,6 +46,7 @@ use crate::topology::{ShardId, Topology};
 
 mod batch;
 mod items;
+mod membership;
 mod query_scan;
 mod repl;
 mod tables;
@@ -434,6 +436,7 @@ impl Core {
             Opcode::BatchGetItem => self.batch_get(id, body, forwarded, out),
             Opcode::BatchWriteItem => self.batch_write(id, body, forwarded, out),
             Opcode::Stats => self.stats(id, body),
+            Opcode::ChangeMembership => self.change_membership(id, body),
         };
         match result {
             Ok(outcome) => outcome,
@@ -483,6 +486,7 @@ impl Core {
                 .await,
             ),
             Call::Stats => Answer::Counters(self.shard_stats()),
+            Call::Membership(req) => Answer::Voters(self.membership_on_shard(&req).await),
         }
     }
 

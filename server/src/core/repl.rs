@@ -138,6 +138,9 @@ pub struct Done {
     pub old: Option<Vec<u8>>,
 }
 
+/// A proposal submitted, to wait on ([`Repl::resolution`]).
+pub(super) struct Submitted(u64, Waiter<Result<Done, ApiError>>);
+
 struct Proposal {
     want_old: bool,
     done: Waiter<Result<Done, ApiError>>,
@@ -220,6 +223,73 @@ impl Repl {
         let t = self.next_token.get();
         self.next_token.set(t + 1);
         t
+    }
+
+    /// Proposes through `propose` (given the group and the proposal's token) and returns
+    /// what to wait on for its resolution.
+    pub(super) fn submit(
+        &self,
+        want_old: bool,
+        propose: impl FnOnce(
+            &mut Group<GlommioDisk, ShardStore>,
+            u64,
+        ) -> Result<(), tern_replica::ProposeError>,
+    ) -> Result<Submitted, ApiError> {
+        if let Some(e) = self.failed.borrow().clone() {
+            return Err(e);
+        }
+        let token = self.token();
+        let proposed = propose(&mut self.group.borrow_mut(), token);
+        match proposed {
+            Ok(()) => {
+                let done = waiter();
+                self.proposals.borrow_mut().insert(
+                    token,
+                    Proposal {
+                        want_old,
+                        done: done.clone(),
+                    },
+                );
+                Ok(Submitted(token, done))
+            }
+            Err(tern_replica::ProposeError::NotLeader { leader }) => {
+                Err(not_leader(self.shard, leader))
+            }
+            Err(tern_replica::ProposeError::Dropped) => Err(ApiError::new(
+                ErrorCode::ServiceUnavailable,
+                format!(
+                    "shard {}: the leader refused the proposal for now (a leadership transfer or a membership change under way); it was not applied: retry",
+                    self.shard
+                ),
+            )),
+        }
+    }
+
+    /// Waits for a submitted proposal's resolution (bounded: "outcome unknown" after
+    /// `PROPOSAL_TIMEOUT_MS`).
+    pub(super) async fn resolution(
+        &self,
+        Submitted(token, done): Submitted,
+    ) -> Result<Done, ApiError> {
+        match wait_for(&done, PROPOSAL_TIMEOUT_MS).await {
+            Some(r) => r,
+            None => {
+                self.proposals.borrow_mut().remove(&token);
+                Err(outcome_unknown(
+                    self.shard,
+                    &format!("no quorum confirmed it within {PROPOSAL_TIMEOUT_MS} ms"),
+                ))
+            }
+        }
+    }
+
+    /// The group's voters as this replica knows them.
+    pub fn voters(&self) -> Vec<u64> {
+        self.group.borrow().replica().voters()
+    }
+
+    pub fn shard(&self) -> u32 {
+        self.shard
     }
 
     /// Wakes the driver.
@@ -309,53 +379,16 @@ impl Core {
                 })
                 .collect();
         };
-        let mut waits = Vec::with_capacity(entries.len());
-        for data in entries {
-            if let Some(e) = repl.failed.borrow().clone() {
-                waits.push(Err(e));
-                continue;
-            }
-            let token = repl.token();
-            let proposed = repl.group.borrow_mut().propose(token, data);
-            match proposed {
-                Ok(()) => {
-                    let done = waiter();
-                    repl.proposals.borrow_mut().insert(
-                        token,
-                        Proposal {
-                            want_old,
-                            done: done.clone(),
-                        },
-                    );
-                    waits.push(Ok((token, done)));
-                }
-                Err(tern_replica::ProposeError::NotLeader { leader }) => {
-                    waits.push(Err(not_leader(repl.shard, leader)));
-                }
-                Err(tern_replica::ProposeError::Dropped) => waits.push(Err(ApiError::new(
-                    ErrorCode::ServiceUnavailable,
-                    format!(
-                        "shard {}: the leader is handing over leadership; the write was not applied: retry",
-                        repl.shard
-                    ),
-                ))),
-            }
-        }
+        let waits: Vec<_> = entries
+            .into_iter()
+            .map(|data| repl.submit(want_old, |g, token| g.propose(token, data)))
+            .collect();
         repl.kick();
         let mut out = Vec::with_capacity(waits.len());
         for w in waits {
             out.push(match w {
                 Err(e) => Err(e),
-                Ok((token, done)) => match wait_for(&done, PROPOSAL_TIMEOUT_MS).await {
-                    Some(r) => r,
-                    None => {
-                        repl.proposals.borrow_mut().remove(&token);
-                        Err(outcome_unknown(
-                            repl.shard,
-                            &format!("no quorum confirmed it within {PROPOSAL_TIMEOUT_MS} ms"),
-                        ))
-                    }
-                },
+                Ok(w) => repl.resolution(w).await,
             });
         }
         out
@@ -626,6 +659,9 @@ impl Core {
         if p.snapshot.is_some() {
             self.catalog_replaced();
         }
+        for cc in &p.conf_changes {
+            self.membership_applied(repl, cc);
+        }
         for a in &p.applied {
             self.written_through(a);
         }
@@ -704,6 +740,50 @@ impl Core {
             _ => None,
         };
         Ok(Done { effect, old })
+    }
+
+    /// A membership change applied here: the peer transport learns a new member's
+    /// address (its first peer port, from the change's context; this shard's is that
+    /// plus the shard index) or forgets a removed one.
+    fn membership_applied(&self, repl: &Repl, cc: &raft::eraftpb::ConfChangeV2) {
+        use raft::eraftpb::ConfChangeType;
+        let Some(peers) = repl.peers() else { return };
+        for c in &cc.changes {
+            match c.get_change_type() {
+                ConfChangeType::AddNode => {
+                    let addr = std::str::from_utf8(&cc.context)
+                        .ok()
+                        .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+                        .and_then(|a| {
+                            let port =
+                                u16::try_from(a.port() as usize + repl.shard as usize).ok()?;
+                            Some(std::net::SocketAddr::new(a.ip(), port))
+                        });
+                    match addr {
+                        Some(addr) => peers.add_peer(c.node_id, addr),
+                        None if c.node_id == repl.node => {}
+                        None => tracing::warn!(
+                            "shard {}: voter {} was added without a usable peer address; give it to this node with --peers",
+                            repl.shard,
+                            c.node_id
+                        ),
+                    }
+                    tracing::info!("shard {}: node {} is a voter now", repl.shard, c.node_id);
+                }
+                ConfChangeType::RemoveNode => {
+                    peers.remove_peer(c.node_id);
+                    if c.node_id == repl.node {
+                        tracing::warn!(
+                            "shard {}: this node was removed from the shard's group",
+                            repl.shard
+                        );
+                    } else {
+                        tracing::info!("shard {}: node {} was removed", repl.shard, c.node_id);
+                    }
+                }
+                ConfChangeType::AddLearnerNode => {}
+            }
+        }
     }
 
     /// The cache and catalog take an applied entry's effect (on every replica).
