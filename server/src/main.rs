@@ -133,6 +133,10 @@ struct Args {
     /// Fault injection for tests: every shard's fdatasync never completes after this many.
     #[arg(long, hide = true)]
     inject_sync_stall_after: Option<u64>,
+    /// Benchmarks: the uring transport's ring without SINGLE_ISSUER | COOP_TASKRUN (what
+    /// a kernel that refuses them gets).
+    #[arg(long, hide = true)]
+    uring_plain: bool,
     /// For tests: refuse new keys once a table's index on a shard holds this many key
     /// bytes (the real bound is ~3.75 GiB, too much to reach in a test).
     #[arg(long, hide = true)]
@@ -209,6 +213,7 @@ fn main() -> anyhow::Result<()> {
         }
         return tern_server::supervisor::run_local_cluster(&local_cluster(&args)?);
     }
+    tern_server::net::set_uring_setup_flags(!args.uring_plain);
     if let Some(pid) = args.supervisor_pid {
         tern_server::supervisor::die_with_supervisor(pid)?;
     }
@@ -468,6 +473,9 @@ fn local_cluster(args: &Args) -> anyhow::Result<LocalCluster> {
         "--bind-retry-ms".into(),
         args.bind_retry_ms.to_string(),
     ];
+    if args.uring_plain {
+        a.push("--uring-plain".into());
+    }
     if args.no_pin {
         a.push("--no-pin".into());
     } else {

@@ -8,7 +8,7 @@
 //!
 //! Two transports behind the same [`Service`] seam ([`NetMode`]):
 //! * `uring` (default, `uring.rs`): the core's own io_uring ring with SINGLE_ISSUER |
-//!   DEFER_TASKRUN, multishot accept and receive into provided buffers, one gathered send
+//!   COOP_TASKRUN, multishot accept and receive into provided buffers, one gathered send
 //!   per connection per completion batch; a glommio task drives it and sleeps on the
 //!   ring's eventfd through glommio.
 //! * `glommio` (`tcp.rs`): glommio's sockets, one task per connection; for comparison.
@@ -222,8 +222,9 @@ pub async fn serve(
 static URING_SETUP_FLAGS: AtomicBool = AtomicBool::new(true);
 
 /// Whether uring transports started from now on ask the kernel for SINGLE_ISSUER |
-/// DEFER_TASKRUN (the default). Off selects the ring a kernel that refuses those flags
-/// gets: for tests of that fallback and for benchmarks comparing the two.
+/// COOP_TASKRUN | TASKRUN_FLAG (the default; `ternd --uring-plain` turns it off). Off
+/// selects the ring a kernel that refuses those flags gets: for tests of that fallback
+/// and for benchmarks comparing the two.
 pub fn set_uring_setup_flags(enabled: bool) {
     URING_SETUP_FLAGS.store(enabled, Ordering::Relaxed);
 }

@@ -1,7 +1,7 @@
 //! The unsafe edges of the client-socket transports, kept in one place.
 //!
 //! * [`Ring`]: a core's own io_uring ring (the `io-uring` crate): creation with
-//!   SINGLE_ISSUER | DEFER_TASKRUN, the eventfd registration, the few operations the
+//!   SINGLE_ISSUER | COOP_TASKRUN | TASKRUN_FLAG, the eventfd registration, the few operations the
 //!   transport submits, entering the kernel and reaping completions.
 //! * [`BufRing`] (from tern-uring, shared by the server and the load generator): the
 //!   provided-buffer ring that multishot receives fill.
@@ -70,20 +70,29 @@ pub(super) struct Ring {
     /// The kernel copies a timeout's timespec when the SQE is submitted; keeping it here
     /// keeps it alive and unmoved until then.
     timeout: Box<types::Timespec>,
-    /// SINGLE_ISSUER | DEFER_TASKRUN took effect.
+    /// SINGLE_ISSUER | COOP_TASKRUN | TASKRUN_FLAG took effect.
     pub(super) tuned: bool,
 }
 
 impl Ring {
-    /// Creates the ring with SINGLE_ISSUER | DEFER_TASKRUN (completions run only when this
-    /// thread enters the kernel: no interrupting task work) and TASKRUN_FLAG (the kernel
+    /// Creates the ring with SINGLE_ISSUER | COOP_TASKRUN (completion work runs when this
+    /// thread next enters the kernel: no IPI interrupts it) and TASKRUN_FLAG (the kernel
     /// flags pending completion work in the SQ ring, so we enter only when there is some),
     /// falling back to no flags when the kernel refuses them.
+    ///
+    /// Not DEFER_TASKRUN, which this was until issue 13: on this project's machine
+    /// (Linux 6.18.44, glommio 0.9) a DEFER_TASKRUN ring's completions arriving while the
+    /// executor was parked did not wake it through the eventfd, so a request reaching an
+    /// idle shard waited for the transport's `IDLE_RECHECK_MS` safety timer — a lone SET
+    /// took ~10 ms instead of ~60 µs, and pipelined GETs' p99 was 10 ms. COOP_TASKRUN
+    /// keeps most of its saving over a plain ring (pipelined GETs: 1.13 vs 1.37 server
+    /// µs each) and wakes every time; docs/benchmarks.md ("Lost wake-ups") has the
+    /// figures and the io_uring trace.
     pub(super) fn new(sq_entries: u32, cq_entries: u32, setup_flags: bool) -> io::Result<Ring> {
         let tuned = if setup_flags {
             IoUring::builder()
                 .setup_single_issuer()
-                .setup_defer_taskrun()
+                .setup_coop_taskrun()
                 .setup_taskrun_flag()
                 .setup_cqsize(cq_entries)
                 .build(sq_entries)
@@ -96,7 +105,7 @@ impl Ring {
                 if setup_flags {
                     tracing::warn!(
                         error = %tuned_err,
-                        "io_uring refused SINGLE_ISSUER | DEFER_TASKRUN (kernel older than 6.1?); \
+                        "io_uring refused SINGLE_ISSUER | COOP_TASKRUN (kernel older than 6.0?); \
                          using a ring without setup flags: more interrupts and syscalls per request"
                     );
                 }
@@ -217,13 +226,9 @@ impl Ring {
         self.ring.submission().cq_overflow()
     }
 
-    /// Runs the kernel's deferred completion work (DEFER_TASKRUN) dry, without waiting:
-    /// GETEVENTS with min_complete 1 and a zero timeout makes the kernel run its work list
-    /// until a completion is posted or the list is empty (with min_complete 0 it runs a
-    /// bounded batch and may leave work behind). Afterwards either the CQ holds a
-    /// completion, or the list was empty, and the next piece of work added signals the
-    /// eventfd: the kernel signals it when the list goes from empty to non-empty, and
-    /// only then. Parking with work left in the list would miss every later signal.
+    /// Runs the kernel's pending completion work dry, without waiting (GETEVENTS with
+    /// min_complete 1 and a zero timeout): afterwards the CQ holds whatever had
+    /// completed, so the idle check sees it before the transport parks.
     pub(super) fn run_local_work(&mut self) -> io::Result<()> {
         tern_uring::enter_wait(&mut self.ring, std::time::Duration::ZERO)
     }

@@ -1,8 +1,10 @@
 //! The default transport: a core's client sockets on its own io_uring ring.
 //!
 //! One glommio task per core drives a ring created on the executor's thread with
-//! SINGLE_ISSUER | DEFER_TASKRUN, so completions are produced only when this task enters
-//! the kernel (no interrupting task work, no IPIs). On the ring:
+//! SINGLE_ISSUER | COOP_TASKRUN | TASKRUN_FLAG: completion work runs when this thread
+//! next enters the kernel (no IPIs interrupting it), flagged in the SQ ring so the task
+//! enters only when there is some. (DEFER_TASKRUN was used until issue 13 measured it
+//! losing wake-ups on this machine's kernel: see `sys::Ring::new`.) On the ring:
 //!
 //! * a multishot accept per listener (the core's own port and the shared port);
 //! * a multishot receive per connection into a provided-buffer ring
@@ -400,10 +402,11 @@ impl Transport {
                 reactor_turn_if_due(&mut busy_since).await;
                 continue;
             }
-            // Idle. Arm the eventfd, then run the kernel's deferred completion work dry
-            // (`Ring::run_local_work`): work queued while the eventfd was disarmed did
-            // not signal it, and the kernel signals only when its work list goes from
-            // empty to non-empty, so parking over a non-empty list would never wake.
+            // Idle. Arm the eventfd, then run the completion work pending for this thread
+            // dry (`Ring::run_local_work`): completions it posts while the eventfd was
+            // disarmed did not signal it, so they must be seen by the re-check below;
+            // one arriving after that runs as task work while we are parked, posts its
+            // completion and signals the eventfd.
             // (The TASKRUN flag is no guide: it can be left set over an empty list, and
             // trusting it once made this loop spin without ever yielding, starving the
             // log flusher.) The fence orders our arming before the kernel's checks.
@@ -990,8 +993,8 @@ impl Transport {
                 )?;
                 self.ops += 1;
             }
-            // The kernel holds the listener until the cancelled accept completes (and,
-            // with DEFER_TASKRUN, until this thread has run that completion): shut it down
+            // The kernel holds the listener until the cancelled accept completes (and
+            // until this thread has run that completion): shut it down
             // now, so it stops taking connections into a backlog nobody will accept
             // from, and close our fd so the port is free as soon as the kernel lets go.
             if let Some(listener) = self.listeners[l].take() {
