@@ -520,17 +520,23 @@ impl Core {
                 ),
             ));
         }
-        match wait_for(&done, PROPOSAL_TIMEOUT_MS).await {
-            Some(reply) => Ok(reply),
-            None => {
-                repl.forwards.borrow_mut().remove(&id);
-                Err(outcome_unknown(
-                    repl.shard,
-                    &format!(
-                        "node {leader}, its leader, did not answer within {PROPOSAL_TIMEOUT_MS} ms"
-                    ),
-                ))
+        // Waited for in ticks: a leader that dies with the request (its connection drops)
+        // is given up on at once instead of at the timeout — the client hears "outcome
+        // unknown" in a moment and retries what is safe to retry against the next leader.
+        let deadline = std::time::Instant::now() + Duration::from_millis(PROPOSAL_TIMEOUT_MS);
+        loop {
+            if let Some(reply) = wait_for(&done, RAFT_TICK_MS).await {
+                return Ok(reply);
             }
+            let why = if !peers.connected(leader) {
+                format!("the connection to node {leader}, its leader, dropped before it answered")
+            } else if std::time::Instant::now() >= deadline {
+                format!("node {leader}, its leader, did not answer within {PROPOSAL_TIMEOUT_MS} ms")
+            } else {
+                continue;
+            };
+            repl.forwards.borrow_mut().remove(&id);
+            return Err(outcome_unknown(repl.shard, &why));
         }
     }
 
