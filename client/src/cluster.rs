@@ -31,18 +31,7 @@ fn look(address: &str, timeout: Duration) -> Seen {
         Ok((name, stats)) => Seen {
             address: address.to_owned(),
             node_id: Some(name),
-            shards: Some(
-                stats
-                    .shards
-                    .iter()
-                    .map(|s| {
-                        s.counters
-                            .iter()
-                            .map(|c| (c.name.clone(), c.value))
-                            .collect()
-                    })
-                    .collect(),
-            ),
+            shards: Some(stats.counters_by_shard()),
             error: None,
         },
         Err(e) => Seen {

@@ -40,6 +40,14 @@ impl Error {
         }
     }
 
+    /// The server could not learn whether this write was applied (its leader died with
+    /// it, or no quorum answered in time): retrying is safe only for a request that may
+    /// be applied twice.
+    pub fn is_outcome_unknown(&self) -> bool {
+        matches!(self, Error::Api { code: ErrorCode::InternalServerError, message }
+            if message.starts_with(tern_protocol::error::OUTCOME_UNKNOWN))
+    }
+
     /// Whether retrying the same request later may succeed.
     pub fn is_retryable(&self) -> bool {
         match self {
@@ -60,3 +68,24 @@ impl From<ApiError> for Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcome_unknown_is_told_apart_from_other_retryable_errors() {
+        let unknown = Error::from(ApiError::internal(format!(
+            "{}: shard 1: the connection to node 2 dropped; the write may or may not have been applied",
+            tern_protocol::error::OUTCOME_UNKNOWN
+        )));
+        assert!(unknown.is_retryable() && unknown.is_outcome_unknown());
+        let unavailable = Error::from(ApiError::new(
+            ErrorCode::ServiceUnavailable,
+            "shard 0: no leader is elected yet; the request was not applied: retry",
+        ));
+        assert!(unavailable.is_retryable() && !unavailable.is_outcome_unknown());
+        let internal = Error::from(ApiError::internal("something else"));
+        assert!(!internal.is_outcome_unknown());
+    }
+}

@@ -38,6 +38,29 @@ use tern_protocol::messages::{
 use tern_protocol::value::access_item;
 pub use tern_protocol::{ErrorCode, Item, KeyAttr, KeySchema, Number, ScalarType, Value};
 
+/// Whether applying the request twice leaves the same state as applying it once (so a
+/// write of unknown outcome may be retried). Every operation so far: Put and Delete
+/// are idempotent, the rest are reads or DDL that refuses a repeat. UpdateItem with
+/// arithmetic and conditional writes will not be.
+fn idempotent(opcode: Opcode) -> bool {
+    match opcode {
+        Opcode::Hello
+        | Opcode::CreateTable
+        | Opcode::DeleteTable
+        | Opcode::DescribeTable
+        | Opcode::ListTables
+        | Opcode::PutItem
+        | Opcode::GetItem
+        | Opcode::DeleteItem
+        | Opcode::Query
+        | Opcode::Scan
+        | Opcode::BatchGetItem
+        | Opcode::BatchWriteItem
+        | Opcode::Stats
+        | Opcode::ChangeMembership => true,
+    }
+}
+
 /// Client settings.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
@@ -218,7 +241,13 @@ impl Client {
         loop {
             let result = self.call_once(shard, opcode, body);
             match result {
-                Err(e) if e.is_retryable() && attempt < self.config.retries => {
+                // A write of unknown outcome is sent again only if applying it twice
+                // is harmless.
+                Err(e)
+                    if e.is_retryable()
+                        && attempt < self.config.retries
+                        && (!e.is_outcome_unknown() || idempotent(opcode)) =>
+                {
                     std::thread::sleep(self.config.backoff * 2u32.saturating_pow(attempt));
                     attempt += 1;
                 }

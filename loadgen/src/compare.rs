@@ -320,30 +320,20 @@ impl ServerProcess {
         let dir = std::path::absolute(dir)
             .with_context(|| format!("making {} absolute", dir.display()))?;
         let base = free_port_run(260)?;
-        let mut child = Command::new(ternd)
-            .args([
-                "--cores",
-                "1",
-                "--port",
-                &base.to_string(),
-                "--first-cpu",
-                &cpu.to_string(),
-                "--durability",
-                "sync",
-            ])
-            .arg("--data-dir")
-            .arg(&dir)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .with_context(|| format!("starting {}", ternd.display()))?;
-        let stdout = child.stdout.take().context("ternd stdout")?;
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line)?;
-        let doc: Json = serde_json::from_str(line.trim()).with_context(|| {
-            format!("the cluster's first line is not its readiness JSON: {line:?}")
-        })?;
+        let mut cmd = Command::new(ternd);
+        cmd.args([
+            "--cores",
+            "1",
+            "--port",
+            &base.to_string(),
+            "--first-cpu",
+            &cpu.to_string(),
+            "--durability",
+            "sync",
+        ])
+        .arg("--data-dir")
+        .arg(&dir);
+        let (child, doc) = spawn_ready(cmd, ternd)?;
         let ports: Vec<u16> = doc["nodes"]
             .as_array()
             .context("nodes")?
@@ -371,31 +361,22 @@ impl ServerProcess {
         // `Directory::open` failed with EBADF and the first flush poisoned the shard).
         let dir = std::path::absolute(dir)
             .with_context(|| format!("making {} absolute", dir.display()))?;
-        let mut child = Command::new(ternd)
-            .args([
-                "--replicas",
-                "1",
-                "--cores",
-                "1",
-                "--port",
-                "0",
-                "--first-cpu",
-                &cpu.to_string(),
-                "--durability",
-                if durable { "sync" } else { "none" },
-            ])
-            .arg("--data-dir")
-            .arg(&dir)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .with_context(|| format!("starting {}", ternd.display()))?;
-        let stdout = child.stdout.take().context("ternd stdout")?;
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line)?;
-        let doc: Json = serde_json::from_str(line.trim())
-            .with_context(|| format!("ternd's first line is not its readiness JSON: {line:?}"))?;
+        let mut cmd = Command::new(ternd);
+        cmd.args([
+            "--replicas",
+            "1",
+            "--cores",
+            "1",
+            "--port",
+            "0",
+            "--first-cpu",
+            &cpu.to_string(),
+            "--durability",
+            if durable { "sync" } else { "none" },
+        ])
+        .arg("--data-dir")
+        .arg(&dir);
+        let (child, doc) = spawn_ready(cmd, ternd)?;
         let port = doc["shared_port"].as_u64().context("shared_port")? as u16;
         Ok(ServerProcess {
             child,
@@ -464,6 +445,22 @@ impl Drop for ServerProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Starts a `ternd` command line and reads its readiness line (the first on stdout).
+fn spawn_ready(mut cmd: Command, ternd: &Path) -> anyhow::Result<(Child, Json)> {
+    let mut child = cmd
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("starting {}", ternd.display()))?;
+    let stdout = child.stdout.take().context("ternd stdout")?;
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    let doc: Json = serde_json::from_str(line.trim())
+        .with_context(|| format!("ternd's first line is not its readiness JSON: {line:?}"))?;
+    Ok((child, doc))
 }
 
 fn free_port() -> anyhow::Result<u16> {

@@ -97,6 +97,12 @@ impl fmt::Display for ErrorCode {
     }
 }
 
+/// How an error message begins when the server could not learn whether a write was
+/// applied (a replicated write whose leader died with it, or timed out): its code is
+/// InternalServerError (retryable), and retrying is safe only for a request that may
+/// be applied twice.
+pub const OUTCOME_UNKNOWN: &str = "outcome unknown";
+
 /// A typed, user-facing error: DynamoDB name plus a message saying what to fix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {

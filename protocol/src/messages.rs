@@ -305,6 +305,21 @@ pub struct StatsResponse {
     pub shards: Vec<ShardStats>,
 }
 
+impl StatsResponse {
+    /// Each shard's counters by name, in shard order.
+    pub fn counters_by_shard(&self) -> Vec<std::collections::HashMap<String, u64>> {
+        self.shards
+            .iter()
+            .map(|s| {
+                s.counters
+                    .iter()
+                    .map(|c| (c.name.clone(), c.value))
+                    .collect()
+            })
+            .collect()
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Membership (a replicated cluster)
 

@@ -49,6 +49,16 @@ fn free_ports(n: u16) -> u16 {
     panic!("no run of {n} free ports");
 }
 
+/// A client that rides out elections: retries with backoff, a generous timeout.
+fn cluster_config() -> ClientConfig {
+    ClientConfig {
+        timeout: Duration::from_secs(15),
+        retries: 6,
+        backoff: Duration::from_millis(50),
+        ..ClientConfig::default()
+    }
+}
+
 /// Three `ternd node` processes (AZ a, b, c), each with `cores` shards.
 pub struct Cluster {
     pub nodes: Vec<Option<Server>>,
@@ -120,12 +130,7 @@ impl Cluster {
     }
 
     pub fn client(&self, i: usize) -> Client {
-        let config = ClientConfig {
-            timeout: Duration::from_secs(15),
-            retries: 6,
-            backoff: Duration::from_millis(50),
-            ..ClientConfig::default()
-        };
+        let config = cluster_config();
         Client::connect_with(&self.node(i).endpoint(), config).expect("connect")
     }
 
@@ -140,19 +145,7 @@ impl Cluster {
             },
         )
         .ok()?;
-        let stats = c.stats().ok()?;
-        Some(
-            stats
-                .shards
-                .iter()
-                .map(|s| {
-                    s.counters
-                        .iter()
-                        .map(|c| (c.name.clone(), c.value))
-                        .collect()
-                })
-                .collect(),
-        )
+        Some(c.stats().ok()?.counters_by_shard())
     }
 
     /// The node leading shard `k`, as the running nodes see it.
@@ -276,12 +269,42 @@ fn writes_through_any_node_reach_every_replica_and_strong_reads_see_them_anywher
         })
         .unwrap();
     assert!(resp.unprocessed_items.is_empty(), "{resp:?}");
+    // And a batch to every shard's own port of every node: most land on a core that
+    // follows its shard, whose part goes to that shard's leader while the other
+    // shard's part goes to its own core (a mixed batch once failed there: the whole
+    // frame was passed on, and the leader refused the other shard's keys).
+    for (i, c) in clients.iter_mut().enumerate() {
+        for shard in 0..2u32 {
+            let requests = (0..25u64)
+                .map(|n| WriteRequest::Put(kv(&format!("m{i}-{shard}-{n}"), n).encode()))
+                .collect();
+            let body = tern_protocol::messages::encode(&BatchWriteItemRequest {
+                tables: vec![TableWriteRequests {
+                    table: "repl".into(),
+                    requests,
+                }],
+            });
+            let reply = c
+                .call(
+                    Some(shard),
+                    tern_protocol::frame::Opcode::BatchWriteItem,
+                    &body,
+                )
+                .unwrap_or_else(|e| panic!("batch to node {i} shard {shard}: {e}"));
+            let resp: tern_protocol::messages::BatchWriteItemResponse =
+                tern_protocol::messages::decode(&reply.body).unwrap();
+            assert!(resp.unprocessed_items.is_empty(), "{resp:?}");
+        }
+    }
     // Eventually consistent reads: every replica's store and cache hold the same.
     cluster.wait_converged();
     let want: BTreeMap<String, u64> = (0..60u64)
         .filter(|n| !(20..30).contains(n))
         .map(|n| (format!("k{n}"), if n < 20 { 1000 + n } else { n }))
         .chain((100..125u64).map(|n| (format!("k{n}"), n)))
+        .chain((0..3).flat_map(|i| {
+            (0..2).flat_map(move |shard| (0..25u64).map(move |n| (format!("m{i}-{shard}-{n}"), n)))
+        }))
         .collect();
     for (i, c) in clients.iter_mut().enumerate() {
         for (k, v) in &want {
@@ -367,12 +390,7 @@ fn writer(
             let Some(ep) = endpoints.lock().unwrap()[pick].clone() else {
                 continue;
             };
-            let config = ClientConfig {
-                timeout: Duration::from_secs(15),
-                retries: 6,
-                backoff: Duration::from_millis(50),
-                ..ClientConfig::default()
-            };
+            let config = cluster_config();
             client = Client::connect_with(&ep, config).ok();
             continue;
         }
@@ -519,12 +537,7 @@ fn a_real_process_history_under_leader_kills_is_linearizable() {
                     let Some(ep) = e.lock().unwrap()[node].clone() else {
                         continue;
                     };
-                    let config = ClientConfig {
-                        timeout: Duration::from_secs(15),
-                        retries: 6,
-                        backoff: Duration::from_millis(50),
-                        ..ClientConfig::default()
-                    };
+                    let config = cluster_config();
                     let Ok(mut c) = Client::connect_with(&ep, config) else {
                         continue;
                     };

@@ -269,11 +269,20 @@ impl Core {
                 }
             }
         }
-        if self.is_replicated()
+        // A follower of this shard passes its part (only: the rest belongs to other
+        // shards, whose cores decide for themselves) to the shard's leader, as if it
+        // were another shard's part.
+        if let Some(repl) = self.repl()
             && !local_ops.is_empty()
-            && let Some(to_leader) = self.leader_route(Opcode::BatchWriteItem, id, body)?
+            && !repl.is_leader()
         {
-            return Ok(to_leader);
+            if self.via.get().peer {
+                return Err(super::repl::not_leader(repl.shard(), repl.leader().0).into());
+            }
+            let me = self.shard_id() as usize;
+            for w in local_ops.drain(..) {
+                w.push_into(&mut parts[me]);
+            }
         }
         let mut local_wait: Option<LogPos> = None;
         // Replicated: the local writes' entries, proposed together below.
@@ -351,19 +360,7 @@ impl Core {
                         // may be applied twice without harm): back to the client, as
                         // DynamoDB's UnprocessedItems, to send again.
                         Err(e) if e.code.is_retryable() => {
-                            let entry = table_entry(
-                                &mut response.unprocessed_items,
-                                &w.table,
-                                |l: &TableWriteRequests| &l.table,
-                                || TableWriteRequests {
-                                    table: w.table.clone(),
-                                    requests: Vec::new(),
-                                },
-                            );
-                            entry.requests.push(match w.put {
-                                Some((bytes, _)) => WriteRequest::Put(bytes),
-                                None => WriteRequest::Delete(w.key),
-                            });
+                            w.push_into(&mut response.unprocessed_items);
                         }
                         Err(e) => return reply::frame_to_vec(Opcode::BatchWriteItem, id, Err(e)),
                     }
@@ -376,14 +373,18 @@ impl Core {
                 let body = encode(&BatchWriteItemRequest {
                     tables: tables.clone(),
                 });
-                match core
-                    .sub_request::<BatchWriteItemResponse>(
+                let part = if core.is_me(owner as ShardId) {
+                    // This shard's part, which its leader applies (see above).
+                    core.batch_part_to_leader(&body).await
+                } else {
+                    core.sub_request::<BatchWriteItemResponse>(
                         owner as ShardId,
                         Opcode::BatchWriteItem,
                         &body,
                     )
                     .await
-                {
+                };
+                match part {
                     Ok(part) => response.unprocessed_items.extend(part.unprocessed_items),
                     // The owner could not be reached: its writes were not applied, so the
                     // client gets them back to retry, as DynamoDB's UnprocessedItems.
@@ -415,6 +416,26 @@ impl Core {
         }
         let owner = self.route(hash, forwarded)?.unwrap_or(self.shard_id());
         Ok((owner, index_key))
+    }
+
+    /// This shard's part of a BatchWriteItem, applied by the shard's leader on another
+    /// node.
+    async fn batch_part_to_leader(
+        self: &Rc<Self>,
+        body: &[u8],
+    ) -> Result<BatchWriteItemResponse, ApiError> {
+        let mut frame = Vec::with_capacity(body.len() + 32);
+        write_frame(
+            &mut frame,
+            Opcode::BatchWriteItem,
+            FLAG_FORWARDED,
+            0,
+            self.shard_id(),
+            &[body],
+        );
+        let reply = self.to_leader(frame).await?;
+        decode::<BatchWriteItemResponse>(super::reply_body(&reply)?)
+            .map_err(|e| ApiError::internal(e.to_string()))
     }
 
     /// Sends a sub-request frame to `owner` and decodes its reply.
@@ -461,6 +482,26 @@ struct LocalWrite {
     put: Option<(Vec<u8>, usize)>,
     /// A delete's encoded key (to hand back unprocessed).
     key: Vec<u8>,
+}
+
+impl LocalWrite {
+    /// Adds this write, as the request it came in as, to a per-table list (another
+    /// shard's part, or the UnprocessedItems handed back).
+    fn push_into(self, list: &mut Vec<TableWriteRequests>) {
+        let entry = table_entry(
+            list,
+            &self.table,
+            |l: &TableWriteRequests| &l.table,
+            || TableWriteRequests {
+                table: self.table.clone(),
+                requests: Vec::new(),
+            },
+        );
+        entry.requests.push(match self.put {
+            Some((bytes, _)) => WriteRequest::Put(bytes),
+            None => WriteRequest::Delete(self.key),
+        });
+    }
 }
 
 fn merge_batch_get(into: &mut BatchGetItemResponse, part: BatchGetItemResponse) {

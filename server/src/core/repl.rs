@@ -170,7 +170,7 @@ pub struct Repl {
     ticks: Cell<u64>,
 }
 
-pub fn not_leader(shard: u32, leader: u64) -> ApiError {
+pub(super) fn not_leader(shard: u32, leader: u64) -> ApiError {
     let who = if leader == 0 {
         "no leader is elected yet".to_owned()
     } else {
@@ -184,8 +184,7 @@ pub fn not_leader(shard: u32, leader: u64) -> ApiError {
     )
 }
 
-/// The message of a write whose fate is not known: it may or may not have been applied.
-pub const OUTCOME_UNKNOWN: &str = "outcome unknown";
+pub use tern_protocol::error::OUTCOME_UNKNOWN;
 
 fn outcome_unknown(shard: u32, why: &str) -> ApiError {
     ApiError::internal(format!(
