@@ -434,6 +434,24 @@ impl std::fmt::Debug for ShapeHasher {
     }
 }
 
+/// Says Hello to `target`: the open setup connection, its address, its topology.
+fn hello(
+    target: &str,
+    timeout: Duration,
+) -> anyhow::Result<(SetupConn, SocketAddr, HelloResponse)> {
+    let addr = super::resolve(target)?;
+    let mut setup = SetupConn::open(addr, timeout)?;
+    let hello = encode(&HelloRequest {
+        client_name: "tern-loadgen".into(),
+    });
+    let body = setup
+        .call(Opcode::Hello, &hello)
+        .with_context(|| format!("Hello to {addr} (learning the topology)"))?;
+    let topology: HelloResponse =
+        decode(&body).map_err(|e| anyhow::anyhow!("undecodable Hello reply from {addr}: {e}"))?;
+    Ok((setup, addr, topology))
+}
+
 impl Tern {
     /// Says Hello to `target`, learns the topology and creates the tables `model` needs
     /// when they are missing (checking the key schema of existing ones).
@@ -444,16 +462,7 @@ impl Tern {
         let first = targets.next().context("an empty target")?;
         let mut tern = Tern::connect_one(first, model, timeout)?;
         for other in targets {
-            let addr = super::resolve(other)?;
-            let mut setup = SetupConn::open(addr, timeout)?;
-            let hello = encode(&HelloRequest {
-                client_name: "tern-loadgen".into(),
-            });
-            let body = setup
-                .call(Opcode::Hello, &hello)
-                .with_context(|| format!("Hello to {addr}"))?;
-            let topology: HelloResponse = decode(&body)
-                .map_err(|e| anyhow::anyhow!("undecodable Hello reply from {addr}: {e}"))?;
+            let (_, addr, topology) = hello(other, timeout)?;
             let node = Tern::from_topology(addr, &topology)?;
             if node.partition_map != tern.partition_map {
                 bail!("{addr} has another partition map than {first}: not one cluster");
@@ -465,16 +474,7 @@ impl Tern {
     }
 
     fn connect_one(target: &str, model: KeyModel, timeout: Duration) -> anyhow::Result<Tern> {
-        let addr = super::resolve(target)?;
-        let mut setup = SetupConn::open(addr, timeout)?;
-        let hello = encode(&HelloRequest {
-            client_name: "tern-loadgen".into(),
-        });
-        let body = setup
-            .call(Opcode::Hello, &hello)
-            .context("Hello (learning the topology)")?;
-        let topology: HelloResponse = decode(&body)
-            .map_err(|e| anyhow::anyhow!("undecodable Hello reply from {addr}: {e}"))?;
+        let (mut setup, addr, topology) = hello(target, timeout)?;
         let tern = Tern::from_topology(addr, &topology)?;
         setup.ensure_table(TABLE, &table_schema())?;
         if model == KeyModel::Ranged {

@@ -26,7 +26,6 @@ use std::rc::{Rc, Weak};
 use std::task::{Poll, Waker};
 use std::time::Duration;
 
-use raft::eraftpb::Message;
 use tern_protocol::frame::{FLAG_FORWARDED, Opcode, write_frame};
 use tern_protocol::{ApiError, ErrorCode};
 use tern_replica::peer::{Envelope, Payload};
@@ -466,7 +465,11 @@ impl Core {
 
     /// Sends a whole request frame to the shard's leader and returns its reply frame.
     pub(super) async fn to_leader(self: &Rc<Self>, frame: Vec<u8>) -> Result<Vec<u8>, ApiError> {
-        let repl = self.repl().expect("replicated");
+        let Some(repl) = self.repl() else {
+            return Err(ApiError::internal(
+                "a request for the shard's leader on a shard that does not replicate",
+            ));
+        };
         let peers = repl.peers().ok_or_else(|| not_leader(repl.shard, 0))?;
         // A leader that is unknown (an election) or unreachable (it died, and the
         // others have not noticed yet) is waited out for a while: a new one is elected
@@ -638,7 +641,7 @@ impl Core {
             return;
         }
         let progress = repl.group.borrow_mut().drive();
-        let p = match progress {
+        let mut p = match progress {
             Ok(p) => p,
             Err(e) => {
                 let err = store_error(
@@ -656,9 +659,11 @@ impl Core {
                 return;
             }
         };
+        // Moved out, not copied: appends carry the entries' data.
+        let messages = std::mem::take(&mut p.messages);
         if let Some(peers) = repl.peers() {
-            for m in &p.messages {
-                peers.send(m.to, repl.shard, Message::clone(m));
+            for m in messages {
+                peers.send(m.to, repl.shard, m);
             }
         }
         if p.snapshot.is_some() {
